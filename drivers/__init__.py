@@ -1,0 +1,1 @@
+"""cardd: the card driver daemon (hardware backends, signaling, media engine, bus)."""

@@ -1,0 +1,1 @@
+"""The media engine: batched DSP for every channel, one tick per audio block."""

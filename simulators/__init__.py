@@ -1,0 +1,1 @@
+"""ctisim: the hardware simulator and the world behind the wires."""
