@@ -1,0 +1,630 @@
+"""The call model: cardd channel events and CTI requests in; CSTA events, channel commands
+and CDRs out. Time is passed in (seconds); nothing here touches a socket or a clock.
+
+Media paths are cardd bridges: when two parties are connected, their channels are bridged;
+hold unbridges and plays the hold tone to the other party; a three-party conference is a
+cardd conference named after the call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+
+from hotline_proto import cardd_pb2, cti_pb2
+
+from .calls import Call, ChannelRef, ConnState, Connection, Device, DeviceType, Leg
+from .routing import DialPlan
+
+# Q.850 cause -> CSTA event cause (ECMA-269 12.2.x names).
+CSTA_CAUSE = {16: "normalClearing", 17: "busy", 18: "noAnswer", 19: "noAnswer",
+              21: "callRejected", 1: "invalidNumber", 28: "invalidNumber",
+              34: "trunksBusy", 38: "networkOutOfOrder", 41: "networkCongestion",
+              42: "networkCongestion", 102: "timeout"}
+
+_STATE_PB = {ConnState.NULL: cti_pb2.CS_NULL, ConnState.INITIATED: cti_pb2.CS_INITIATED,
+             ConnState.ALERTING: cti_pb2.CS_ALERTING, ConnState.CONNECTED: cti_pb2.CS_CONNECTED,
+             ConnState.HELD: cti_pb2.CS_HELD, ConnState.QUEUED: cti_pb2.CS_QUEUED,
+             ConnState.FAILED: cti_pb2.CS_FAILED}
+_DEVTYPE_PB = {DeviceType.EXTENSION: cti_pb2.DEV_EXTENSION, DeviceType.TRUNK: cti_pb2.DEV_TRUNK,
+               DeviceType.ACD_GROUP: cti_pb2.DEV_ACD_GROUP, DeviceType.IVR_PORT: cti_pb2.DEV_IVR_PORT,
+               DeviceType.AGENT: cti_pb2.DEV_AGENT}
+
+
+class RequestError(Exception):
+    """A CTI request that cannot be carried out; the text goes back to the client."""
+
+
+@dataclasses.dataclass
+class Out:
+    events: list[cti_pb2.Event] = dataclasses.field(default_factory=list)
+    commands: list[tuple[str, cardd_pb2.Command]] = dataclasses.field(default_factory=list)
+    cdrs: list[dict] = dataclasses.field(default_factory=list)
+
+    def extend(self, other: "Out") -> "Out":
+        self.events += other.events
+        self.commands += other.commands
+        self.cdrs += other.cdrs
+        return self
+
+
+@dataclasses.dataclass
+class Party:
+    """What a device's channel is doing for the call model."""
+    device: Device
+    call_id: str = ""                # ctid call id the channel serves now
+    held_call_id: str = ""           # a call this device holds (consultation)
+    digits: str = ""                 # digits dialled so far (extension origination)
+    digit_deadline: float | None = None
+    ring_deadline: float | None = None
+    off_hook: bool = False
+
+
+class CallModel:
+    def __init__(self, devices: list[Device], dialplan: DialPlan, *, interdigit_s: float = 4.0,
+                 ring_timeout_s: float = 30.0, tz: dt.tzinfo | None = None,
+                 hold_tone: str = "call_waiting"):
+        self.devices = {d.id: d for d in devices}
+        self.by_channel: dict[ChannelRef, Device] = {d.channel: d for d in devices if d.channel}
+        self.parties = {d.id: Party(d) for d in devices}
+        self.dialplan = dialplan
+        self.interdigit_s = interdigit_s
+        self.ring_timeout_s = ring_timeout_s
+        self.tz = tz
+        self.hold_tone = hold_tone
+        self.calls: dict[str, Call] = {}
+        self._ids = itertools.count(1)
+        self._cmd_ids = itertools.count(1)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _new_call(self, now: float, calling: str, called: str = "") -> Call:
+        call = Call(id=f"C{next(self._ids)}", started=now, calling=calling, called=called)
+        self.calls[call.id] = call
+        return call
+
+    def _event(self, out: Out, name: str, call: Call | None, now: float, device: str = "",
+               **fields) -> cti_pb2.Event:
+        e = cti_pb2.Event(name=name, time=now, device=device)
+        if call is not None:
+            e.call_id = call.id
+            e.calling = call.calling
+            e.called = call.called
+            for c in call.connections.values():
+                e.connections.add(call_id=c.call_id, device=c.device, state=_STATE_PB[c.state])
+            e.data.update(call.data)
+        for k, v in fields.items():
+            if isinstance(v, dict):
+                getattr(e, k).update(v)
+            else:
+                setattr(e, k, v)
+        out.events.append(e)
+        return e
+
+    def _cmd(self, out: Out, device: Device, **kind) -> None:
+        (field, msg), = kind.items()
+        cmd = cardd_pb2.Command(id=next(self._cmd_ids), channel=device.channel.channel)
+        getattr(cmd, field).CopyFrom(msg)
+        out.commands.append((device.channel.node, cmd))
+
+    def _connect(self, call: Call, device: str, state: ConnState, now: float, role: str) -> None:
+        conn = call.connections.get(device)
+        if conn is None:
+            call.connections[device] = Connection(call.id, device, state)
+            call.legs.append(Leg(device=device, role=role, started=now))
+        else:
+            conn.state = state
+        if state == ConnState.CONNECTED:
+            leg = call.leg(device)
+            if leg and leg.answered is None:
+                leg.answered = now
+        self.parties[device].call_id = call.id
+
+    def _bridge(self, out: Out, a: Device, b: Device) -> None:
+        self._cmd(out, a, bridge=cardd_pb2.Bridge(other_channel=b.channel.channel))
+
+    def _when(self, now: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(now, self.tz)
+
+    def device_for(self, ref: ChannelRef) -> Device | None:
+        return self.by_channel.get(ref)
+
+    def idle(self, device: Device) -> bool:
+        p = self.parties[device.id]
+        return device.in_service and not p.call_id and not p.held_call_id and not p.off_hook
+
+    def _others(self, call: Call, device: str) -> list[Device]:
+        return [self.devices[d] for d, c in call.connections.items()
+                if d != device and c.state != ConnState.NULL]
+
+    # ---- cardd events -----------------------------------------------------------------
+    def channel_event(self, node: str, event: cardd_pb2.ChannelEvent, now: float) -> Out:
+        out = Out()
+        device = self.by_channel.get(ChannelRef(node, event.channel))
+        if device is None:
+            return out
+        kind = event.WhichOneof("kind")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(out, device, event, now)
+        return out
+
+    def _on_service(self, out, device, event, now):
+        device.in_service = event.service.in_service
+        party = self.parties[device.id]
+        if not device.in_service and party.call_id:
+            self._clear_party(out, device, now, 38, local=True)
+        self._event(out, "BackInService" if device.in_service else "OutOfService", None, now,
+                    device=device.id, reason=event.service.reason)
+
+    def _on_off_hook(self, out, device, event, now):
+        party = self.parties[device.id]
+        party.off_hook = True
+        if party.call_id:
+            return                      # answering a ringing phone comes as Answered
+        call = self._new_call(now, calling=device.number)
+        self._connect(call, device.id, ConnState.INITIATED, now, "caller")
+        party.digits = ""
+        party.digit_deadline = now + self.interdigit_s * 2.5
+        self._event(out, "ServiceInitiated", call, now, device=device.id)
+
+    def _on_digit(self, out, device, event, now):
+        party = self.parties[device.id]
+        call = self.calls.get(party.call_id)
+        if call is None:
+            return
+        conn = call.connection(device.id)
+        if conn is None or conn.state != ConnState.INITIATED or call.called:
+            return                      # digits in a connected call are the far end's business
+        party.digits += event.digit.digit
+        self._route_digits(out, device, call, now, complete=False)
+
+    def _route_digits(self, out, device, call, now, complete):
+        party = self.parties[device.id]
+        d = self.dialplan.decide(party.digits, self._when(now), source="extension", complete=complete)
+        if d.kind == "wait":
+            party.digit_deadline = now + self.interdigit_s
+            return
+        party.digit_deadline = None
+        call.called = d.number if d.kind == "route" else party.digits
+        if d.kind == "invalid":
+            self._fail(out, call, device, now, "invalidNumber", tone="congestion")
+            return
+        self._event(out, "Originated", call, now, device=device.id)
+        self._deliver(out, call, device, d.target, d.number, now)
+
+    def _deliver(self, out, call: Call, origin: Device, target: str, number: str, now: float,
+                 caller_id: str | None = None) -> None:
+        """Offer the call from `origin` to a routing target."""
+        kind, _, name = target.partition(":")
+        if kind == "ext":
+            dest = self.devices.get(f"ext:{name}")
+            if dest is None:
+                self._fail(out, call, origin, now, "invalidNumber", tone="congestion")
+                return
+            if not self.idle(dest):
+                self._fail(out, call, origin, now, "busy", tone="busy")
+                return
+            self._cmd(out, dest, ring=cardd_pb2.Ring(caller_id=caller_id or call.calling))
+            self._connect(call, dest.id, ConnState.ALERTING, now, "called")
+            self.parties[dest.id].ring_deadline = now + self.ring_timeout_s
+            if origin.type == DeviceType.EXTENSION:
+                self._cmd(out, origin, play_tone=cardd_pb2.PlayTone(tone="ringback"))
+            self._event(out, "Delivered", call, now, device=dest.id)
+        elif kind == "trunk":
+            trunk = next((d for d in self.devices.values()
+                          if d.type == DeviceType.TRUNK and d.group == name and self.idle(d)), None)
+            if trunk is None:
+                self._fail(out, call, origin, now, "trunksBusy", tone="congestion")
+                return
+            self._cmd(out, trunk, dial=cardd_pb2.Dial(number=number, ani=call.calling))
+            self._connect(call, trunk.id, ConnState.INITIATED, now, "called")
+            call.data.setdefault("trunk", trunk.id)
+        else:
+            # Queues and IVR flows are served by the ACD and IVR services; until a call
+            # reaches one, it is failed with a clear cause rather than left ringing.
+            self._fail(out, call, origin, now, "notAvailable", tone="congestion",
+                       reason=f"{kind} targets are not served by this ctid")
+
+    def _fail(self, out, call, device, now, cause, tone="busy", reason=""):
+        conn = call.connection(device.id)
+        if conn is not None:
+            conn.state = ConnState.FAILED
+        call.outcome = cause
+        if device.type == DeviceType.EXTENSION and self.parties[device.id].off_hook:
+            self._cmd(out, device, play_tone=cardd_pb2.PlayTone(tone=tone))
+        self._event(out, "Failed", call, now, device=device.id, cause=cause, reason=reason)
+        if device.type == DeviceType.TRUNK:
+            self._clear_call(out, call, now, 17 if cause == "busy" else 16)
+
+    def _on_incoming(self, out, device, event, now):
+        inc = event.incoming
+        call = self._new_call(now, calling=inc.ani, called=inc.dnis or device.number)
+        call.data.update({"ani": inc.ani, "dnis": call.called, "trunk": device.id})
+        if inc.caller_name:
+            call.data["caller_name"] = inc.caller_name
+        self._connect(call, device.id, ConnState.CONNECTED, now, "caller")
+        d = self.dialplan.decide(call.called, self._when(now), source="trunk", complete=True)
+        if d.kind != "route":
+            self._fail(out, call, device, now, "invalidNumber")
+            return
+        self._deliver(out, call, device, d.target, d.number, now, caller_id=inc.ani)
+
+    def _on_answered(self, out, device, event, now):
+        party = self.parties[device.id]
+        call = self.calls.get(party.call_id)
+        if call is None:
+            return
+        party.ring_deadline = None
+        others = self._others(call, device.id)
+        self._connect(call, device.id, ConnState.CONNECTED, now, "called")
+        for other in others:
+            conn = call.connection(other.id)
+            if other.type == DeviceType.TRUNK and conn.state != ConnState.CONNECTED:
+                continue
+            if other.type == DeviceType.TRUNK and not call.data.get("answered_trunk"):
+                if call.legs and call.legs[0].device == other.id:   # inbound: answer the line
+                    self._cmd(out, other, answer=cardd_pb2.Answer())
+                    call.data["answered_trunk"] = other.id
+            if other.type == DeviceType.EXTENSION:
+                self._cmd(out, other, stop_media=cardd_pb2.StopMedia())
+            if conn.state in (ConnState.INITIATED, ConnState.CONNECTED):
+                conn.state = ConnState.CONNECTED
+                self._bridge(out, device, other)
+        self._event(out, "Established", call, now, device=device.id)
+
+    def _on_dial_complete(self, out, device, event, now):
+        # An analog trunk gives no answer signal unless the exchange reverses polarity: once
+        # the digits are out, the caller is put through to hear the exchange's tones.
+        party = self.parties[device.id]
+        call = self.calls.get(party.call_id)
+        if call is None:
+            return
+        for other in self._others(call, device.id):
+            if other.type == DeviceType.EXTENSION:
+                self._cmd(out, other, stop_media=cardd_pb2.StopMedia())
+                self._bridge(out, device, other)
+        self._event(out, "Delivered", call, now, device=device.id)
+
+    def _on_alerting(self, out, device, event, now):
+        call = self.calls.get(self.parties[device.id].call_id)
+        if call is not None:
+            call.connections[device.id].state = ConnState.ALERTING
+            self._event(out, "Delivered", call, now, device=device.id)
+
+    def _on_on_hook(self, out, device, event, now):
+        party = self.parties[device.id]
+        party.off_hook = False
+        if party.held_call_id:
+            held = self.calls.get(party.held_call_id)
+            party.held_call_id = ""
+            if held is not None:
+                self._clear_party_in(out, held, device, now, 16)
+        if party.call_id:
+            self._clear_party(out, device, now, 16, local=True)
+
+    def _on_cleared(self, out, device, event, now):
+        party = self.parties[device.id]
+        if party.call_id:
+            self._clear_party(out, device, now, event.cleared.cause or 16, local=True,
+                              reason=event.cleared.reason)
+
+    def _clear_party(self, out, device, now, cause, local, reason=""):
+        call = self.calls.get(self.parties[device.id].call_id)
+        if call is not None:
+            self._clear_party_in(out, call, device, now, cause, reason=reason, local=local)
+
+    def _clear_party_in(self, out, call, device, now, cause, reason="", local=True):
+        """One party leaves; a call left with fewer than two parties is cleared."""
+        conn = call.connections.get(device.id)
+        party = self.parties[device.id]
+        if party.call_id == call.id:
+            party.call_id = ""
+            party.digit_deadline = party.ring_deadline = None
+        if conn is None or conn.state == ConnState.NULL:
+            return
+        was_conference = sum(c.state != ConnState.NULL for c in call.connections.values()) > 2
+        if not local:
+            self._cmd(out, device, hangup=cardd_pb2.Hangup(cause=cause))
+        elif device.type == DeviceType.EXTENSION or was_conference:
+            self._cmd(out, device, unbridge=cardd_pb2.Unbridge()) if not was_conference else \
+                self._cmd(out, device, conference_leave=cardd_pb2.ConferenceLeave())
+        conn.state = ConnState.NULL
+        leg = call.leg(device.id)
+        if leg:
+            leg.ended, leg.cause = now, cause
+        self._event(out, "ConnectionCleared", call, now, device=device.id,
+                    cause=CSTA_CAUSE.get(cause, "normalClearing"), q850=cause, reason=reason)
+        remaining = [d for d, c in call.connections.items() if c.state != ConnState.NULL]
+        holders = [p for p in self.parties.values() if p.held_call_id == call.id]
+        if len(remaining) < 2 and not holders:
+            self._clear_call(out, call, now, cause)
+
+    def _clear_call(self, out, call, now, cause):
+        for dev_id, conn in list(call.connections.items()):
+            if conn.state != ConnState.NULL:
+                self._clear_party_in(out, call, self.devices[dev_id], now, cause, local=False)
+        if call.id not in self.calls:
+            return
+        for p in self.parties.values():
+            if p.held_call_id == call.id:
+                p.held_call_id = ""
+        call.ended = now
+        call.outcome = call.outcome or ("answered" if any(l.answered for l in call.legs[1:])
+                                        else CSTA_CAUSE.get(cause, "normalClearing"))
+        self._event(out, "CallCleared", call, now, cause=CSTA_CAUSE.get(cause, "normalClearing"),
+                    q850=cause)
+        out.cdrs.append(self.cdr(call))
+        del self.calls[call.id]
+
+    def cdr(self, call: Call) -> dict:
+        return {"call_id": call.id, "started": call.started, "ended": call.ended,
+                "calling": call.calling, "called": call.called, "outcome": call.outcome,
+                "data": dict(call.data), "transfers": list(call.transfers),
+                "legs": [dataclasses.asdict(l) for l in call.legs]}
+
+    # ---- timers -----------------------------------------------------------------------
+    def tick(self, now: float) -> Out:
+        out = Out()
+        for party in self.parties.values():
+            if party.digit_deadline is not None and now >= party.digit_deadline:
+                party.digit_deadline = None
+                call = self.calls.get(party.call_id)
+                if call is None:
+                    continue
+                if party.digits:
+                    self._route_digits(out, party.device, call, now, complete=True)
+                else:
+                    self._fail(out, call, party.device, now, "timeout", tone="congestion")
+            if party.ring_deadline is not None and now >= party.ring_deadline:
+                party.ring_deadline = None
+                call = self.calls.get(party.call_id)
+                if call is not None:
+                    self._clear_party_in(out, call, party.device, now, 19, local=False)
+        return out
+
+    # ---- CTI requests -----------------------------------------------------------------
+    def request(self, req: cti_pb2.Request, now: float) -> tuple[cti_pb2.Reply, Out]:
+        kind = req.WhichOneof("kind")
+        out = Out()
+        handler = getattr(self, f"_req_{kind}", None)
+        if handler is None:
+            raise RequestError(f"request {kind!r} is not handled by the call model")
+        reply = handler(out, getattr(req, kind), now) or cti_pb2.Reply()
+        reply.ok = True
+        return reply, out
+
+    def _device(self, dev_id: str) -> Device:
+        d = self.devices.get(dev_id)
+        if d is None:
+            raise RequestError(f"unknown device {dev_id!r}")
+        return d
+
+    def _call(self, call_id: str) -> Call:
+        c = self.calls.get(call_id)
+        if c is None:
+            raise RequestError(f"no call {call_id!r}")
+        return c
+
+    def _conn(self, call: Call, dev_id: str, *states: ConnState) -> Connection:
+        conn = call.connection(dev_id)
+        if conn is None or conn.state == ConnState.NULL:
+            raise RequestError(f"device {dev_id} has no connection in call {call.id}")
+        if states and conn.state not in states:
+            raise RequestError(f"device {dev_id} is {conn.state.value} in call {call.id}; "
+                               f"the request needs {' or '.join(s.value for s in states)}")
+        return conn
+
+    def _req_make_call(self, out, r, now):
+        calling = self._device(r.calling)
+        if calling.type != DeviceType.EXTENSION:
+            raise RequestError("MakeCall starts from an extension")
+        if not self.idle(calling):
+            raise RequestError(f"{calling.id} is busy")
+        d = self.dialplan.decide(r.called, self._when(now), source="extension", complete=True)
+        if d.kind != "route":
+            raise RequestError(f"no route for {r.called!r}")
+        call = self._new_call(now, calling=calling.number, called=d.number)
+        call.data.update(r.data)
+        call.data["make_call_target"] = d.target
+        # Ring the calling extension first; when it answers the call goes on to the target.
+        self._cmd(out, calling, ring=cardd_pb2.Ring(caller_id=d.number))
+        self._connect(call, calling.id, ConnState.INITIATED, now, "caller")
+        self.parties[calling.id].ring_deadline = now + self.ring_timeout_s
+        self._event(out, "Originated", call, now, device=calling.id)
+        return cti_pb2.Reply(call_id=call.id)
+
+    def _req_answer_call(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        self._conn(call, dev.id, ConnState.ALERTING)
+        if dev.type == DeviceType.EXTENSION:
+            raise RequestError("an analog extension is answered by lifting its handset")
+        self._cmd(out, dev, answer=cardd_pb2.Answer())
+
+    def _req_clear_connection(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        self._conn(call, dev.id)
+        self._clear_party_in(out, call, dev, now, 16, local=False)
+
+    def _req_clear_call(self, out, r, now):
+        self._clear_call(out, self._call(r.call_id), now, 16)
+
+    def _req_hold_call(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        conn = self._conn(call, dev.id, ConnState.CONNECTED)
+        self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
+        for other in self._others(call, dev.id):
+            self._cmd(out, other, play_tone=cardd_pb2.PlayTone(tone=self.hold_tone))
+        conn.state = ConnState.HELD
+        party = self.parties[dev.id]
+        party.held_call_id, party.call_id = call.id, ""
+        self._event(out, "Held", call, now, device=dev.id)
+
+    def _req_retrieve_call(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        conn = self._conn(call, dev.id, ConnState.HELD)
+        party = self.parties[dev.id]
+        if party.call_id:
+            raise RequestError(f"{dev.id} is in another call; clear or transfer it first")
+        for other in self._others(call, dev.id):
+            self._cmd(out, other, stop_media=cardd_pb2.StopMedia())
+            self._bridge(out, dev, other)
+        conn.state = ConnState.CONNECTED
+        party.call_id, party.held_call_id = call.id, ""
+        self._event(out, "Retrieved", call, now, device=dev.id)
+
+    def _req_consultation_call(self, out, r, now):
+        held = self._call(r.call_id)
+        dev = self._device(r.device)
+        self._req_hold_call(out, cti_pb2.CallRef(call_id=held.id, device=dev.id), now)
+        d = self.dialplan.decide(r.called, self._when(now), source="extension", complete=True)
+        if d.kind != "route":
+            raise RequestError(f"no route for {r.called!r}")
+        call = self._new_call(now, calling=dev.number, called=d.number)
+        call.data.update(held.data)
+        call.data["consultation_of"] = held.id
+        self._connect(call, dev.id, ConnState.CONNECTED, now, "caller")
+        self._event(out, "Originated", call, now, device=dev.id)
+        self._deliver(out, call, dev, d.target, d.number, now, caller_id=dev.number)
+        return cti_pb2.Reply(call_id=call.id)
+
+    def _merge(self, out, r, now, name):
+        held = self._call(r.held_call_id)
+        active = self._call(r.active_call_id)
+        dev = self._device(r.device)
+        self._conn(held, dev.id, ConnState.HELD)
+        self._conn(active, dev.id)
+        return held, active, dev
+
+    def _req_transfer_call(self, out, r, now):
+        held, active, dev = self._merge(out, r, now, "Transferred")
+        parties = [d for d in self._others(held, dev.id)] + [d for d in self._others(active, dev.id)]
+        # The transferring device leaves both calls; its parties join the held call.
+        self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
+        for d_id, conn in active.connections.items():
+            if d_id != dev.id and conn.state != ConnState.NULL:
+                held.connections[d_id] = Connection(held.id, d_id, conn.state)
+                leg = active.leg(d_id)
+                held.legs.append(Leg(device=d_id, role="transfer_target", started=leg.started if leg else now,
+                                     answered=leg.answered if leg else None))
+                self.parties[d_id].call_id = held.id
+        for d in parties:
+            if d.type == DeviceType.EXTENSION:
+                self._cmd(out, d, stop_media=cardd_pb2.StopMedia())
+        if len(parties) == 2:
+            self._bridge(out, parties[0], parties[1])
+            for d in parties:
+                if d.type == DeviceType.TRUNK:
+                    self._cmd(out, d, stop_media=cardd_pb2.StopMedia())
+        held.connections[dev.id].state = ConnState.NULL
+        leg = held.leg(dev.id)
+        if leg:
+            leg.ended = now
+        self.parties[dev.id].held_call_id = ""
+        self.parties[dev.id].call_id = ""
+        held.transfers.append(f"{dev.id}->{','.join(d.id for d in parties)}")
+        active.connections.clear()
+        del self.calls[active.id]
+        self._event(out, "Transferred", held, now, device=dev.id, secondary_call_id=active.id)
+        if dev.type == DeviceType.EXTENSION and self.parties[dev.id].off_hook:
+            self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
+
+    def _req_conference_call(self, out, r, now):
+        held, active, dev = self._merge(out, r, now, "Conferenced")
+        conf = f"conf-{held.id}"
+        for d_id, conn in active.connections.items():
+            if d_id != dev.id and conn.state != ConnState.NULL:
+                held.connections[d_id] = Connection(held.id, d_id, conn.state)
+                held.legs.append(Leg(device=d_id, role="conferenced", started=now, answered=now))
+                self.parties[d_id].call_id = held.id
+        held.connections[dev.id].state = ConnState.CONNECTED
+        self.parties[dev.id].call_id, self.parties[dev.id].held_call_id = held.id, ""
+        for d_id, conn in held.connections.items():
+            if conn.state == ConnState.CONNECTED:
+                d = self.devices[d_id]
+                self._cmd(out, d, unbridge=cardd_pb2.Unbridge())
+                self._cmd(out, d, stop_media=cardd_pb2.StopMedia())
+                self._cmd(out, d, conference_join=cardd_pb2.ConferenceJoin(conference=conf, mode="talk"))
+        del self.calls[active.id]
+        self._event(out, "Conferenced", held, now, device=dev.id, secondary_call_id=active.id)
+
+    def _req_single_step_transfer(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        self._conn(call, dev.id, ConnState.CONNECTED)
+        d = self.dialplan.decide(r.to, self._when(now), source="extension", complete=True)
+        if d.kind != "route" or not d.target.startswith("ext:"):
+            raise RequestError(f"no extension route for {r.to!r}")
+        others = self._others(call, dev.id)
+        self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
+        call.connections[dev.id].state = ConnState.NULL
+        leg = call.leg(dev.id)
+        if leg:
+            leg.ended = now
+        self.parties[dev.id].call_id = ""
+        call.transfers.append(f"{dev.id}->{d.target}")
+        self._event(out, "Transferred", call, now, device=dev.id)
+        if dev.type == DeviceType.EXTENSION and self.parties[dev.id].off_hook:
+            self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
+        origin = others[0] if others else dev
+        for o in others:
+            if o.type == DeviceType.EXTENSION:
+                self._cmd(out, o, play_tone=cardd_pb2.PlayTone(tone="ringback"))
+        self._deliver(out, call, origin, d.target, d.number, now, caller_id=call.calling)
+
+    def _req_deflect_call(self, out, r, now):
+        call = self._call(r.call_id)
+        dev = self._device(r.device)
+        self._conn(call, dev.id, ConnState.ALERTING)
+        d = self.dialplan.decide(r.to, self._when(now), source="extension", complete=True)
+        if d.kind != "route":
+            raise RequestError(f"no route for {r.to!r}")
+        self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
+        call.connections[dev.id].state = ConnState.NULL
+        self.parties[dev.id].call_id = ""
+        self.parties[dev.id].ring_deadline = None
+        origin = next(iter(self._others(call, dev.id)), dev)
+        self._event(out, "Diverted", call, now, device=dev.id)
+        self._deliver(out, call, origin, d.target, d.number, now, caller_id=call.calling)
+
+    def _req_generate_digits(self, out, r, now):
+        call = self._call(r.call_id)
+        self._conn(call, r.device, ConnState.CONNECTED)
+        if not r.digits or any(c not in "0123456789*#ABCD" for c in r.digits):
+            raise RequestError(f"digits must be 0-9 * # A-D, got {r.digits!r}")
+        for other in self._others(call, r.device):
+            self._cmd(out, other, send_digits=cardd_pb2.SendDigits(digits=r.digits))
+
+    def _req_set_user_data(self, out, r, now):
+        call = self._call(r.call_id)
+        call.data.update(r.data)
+
+    def _req_snapshot_device(self, out, r, now):
+        return cti_pb2.Reply(devices=[self.device_pb(self._device(r.device))])
+
+    def _req_snapshot_call(self, out, r, now):
+        return cti_pb2.Reply(calls=[self.call_pb(self._call(r.call_id))])
+
+    # ---- snapshots ----------------------------------------------------------------------
+    def device_pb(self, d: Device) -> cti_pb2.Device:
+        pb = cti_pb2.Device(id=d.id, type=_DEVTYPE_PB[d.type], name=d.name, in_service=d.in_service)
+        for call in self.calls.values():
+            c = call.connection(d.id)
+            if c is not None and c.state != ConnState.NULL:
+                pb.connections.add(call_id=call.id, device=d.id, state=_STATE_PB[c.state])
+        return pb
+
+    def call_pb(self, call: Call) -> cti_pb2.Call:
+        pb = cti_pb2.Call(call_id=call.id, started=call.started)
+        for c in call.connections.values():
+            if c.state != ConnState.NULL:
+                pb.connections.add(call_id=call.id, device=c.device, state=_STATE_PB[c.state])
+        pb.data.update(call.data)
+        return pb
+
+    def snapshot(self) -> tuple[list[cti_pb2.Device], list[cti_pb2.Call]]:
+        return ([self.device_pb(d) for d in self.devices.values()],
+                [self.call_pb(c) for c in self.calls.values()])
