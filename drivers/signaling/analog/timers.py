@@ -51,17 +51,17 @@ class Timers:
     def deadline(self, name: str) -> int | None:
         return self._due.get(name)
 
-    def pop_expired(self, now: int) -> str | None:
-        """The earliest timer due at or before `now`, removed; None when none is due.
+    def pop_expired(self, now: int) -> tuple[str, int] | None:
+        """(name, deadline) of the earliest timer due at or before `now`, removed; or None.
 
         One at a time, because the handler of one may cancel or restart another.
         """
         due = [(tick, name) for name, tick in self._due.items() if tick <= now]
         if not due:
             return None
-        _, name = min(due)
+        tick, name = min(due)
         del self._due[name]
-        return name
+        return name, tick
 
 
 # ---- commands: argument checks shared by both lines ---------------------------------------
@@ -216,8 +216,10 @@ class LineMachine:
 
     def on_tick(self, tick: int) -> list[ev.Action]:
         actions: list[ev.Action] = []
-        while (name := self.timers.pop_expired(tick)) is not None:
-            actions += self._dispatch(f"timer.{name}", tick, None)
+        while (expired := self.timers.pop_expired(tick)) is not None:
+            name, due = expired
+            # The handler runs at the deadline, so a late call keeps cadences exact.
+            actions += self._dispatch(f"timer.{name}", due, None)
         return actions
 
     # ---- helpers for subclasses ---------------------------------------------------------
