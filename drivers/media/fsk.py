@@ -157,9 +157,11 @@ def frame_bytes(data: bytes) -> list[int]:
 
 
 def fsk_modulate(bits, standard: str = "bell202", level_dbm0: float = -13.0,
-                 rate: int = 8000) -> np.ndarray:
-    """Phase-continuous FSK of `bits` (1 = mark) at 1200 baud, int16."""
+                 rate: int = 8000, shift_hz: float = 0.0) -> np.ndarray:
+    """Phase-continuous FSK of `bits` (1 = mark) at 1200 baud, int16. `shift_hz` moves both
+    tones, as a line with a frequency offset would (a simulator impairment)."""
     mark, space = _standard(standard)
+    mark, space = mark + shift_hz, space + shift_hz
     bits = np.asarray(bits, dtype=np.int8)
     n = int(math.ceil(len(bits) * rate / BAUD))
     bit_of = np.minimum(np.arange(n) * BAUD // rate, len(bits) - 1)
@@ -175,9 +177,14 @@ def callerid_fsk(number: str | None, name: str | None = None, when=None,
     if not -60.0 <= level_dbm0 <= 3.0:
         raise CallerIdError(f"caller ID level {level_dbm0} dBm0 is outside -60..3")
     msg = callerid_message(number, name, when, fmt, absence)
+    return fsk_modulate(callerid_bits(msg), standard, level_dbm0, rate)
+
+
+def callerid_bits(msg: bytes) -> list[int]:
+    """The spill's bits for message `msg`: seizure, marks, framed bytes, a few marks after
+    (so the last stop bit is heard whole)."""
     seizure = [(0x55 >> (i % 8)) & 1 for i in range(SEIZURE_BITS)]
-    bits = seizure + [1] * MARK_BITS + frame_bytes(msg) + [1] * 4   # marks let the last stop bit settle
-    return fsk_modulate(bits, standard, level_dbm0, rate)
+    return seizure + [1] * MARK_BITS + frame_bytes(msg) + [1] * 4
 
 
 # ---- demodulator ------------------------------------------------------------------------

@@ -511,7 +511,9 @@ class ToneDetector:
             return on, on and elapsed >= self._min_samples[tone], 0.0
         els = self._elements[tone]
         m = len(els)
-        window = hist[-spec.confirm_elements:] if spec.confirm_elements else []
+        window = hist[-spec.confirm_elements:]
+        if window and not window[0][0]:          # evidence always starts with a burst
+            window = hist[-spec.confirm_elements - 1:]
         first_on = window[0][0] if window else on
         best = None
         for j in range(0 if first_on else 1, m, 2):
@@ -521,7 +523,7 @@ class ToneDetector:
                 if dur > el.hi or (dur < el.lo and not seg_trunc):
                     ok = False
                     break
-                if not seg_trunc:
+                if dur >= el.lo:              # (a cut-off first segment may be short)
                     count += 1
                     nominal = (el.lo + el.hi) / 2
                     misfit += abs(dur - nominal) / nominal
