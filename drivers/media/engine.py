@@ -12,7 +12,9 @@ Per tick, in this order:
    cost nothing for rows that are not enabled);
 5. transmit audio = bridges and conferences (``mixer``) + tones + R2 MF + clips
    (``prompts.Player``: prompt queues and one-shot PCM: played files, DTMF, caller ID),
-   summed in float32 and passed once through a soft limiter (``mixer.soft_limit``);
+   summed in float32; rows hearing a sum (a conference, or several sources) pass once
+   through a soft limiter (``mixer.soft_limit``), single sources pass untouched (a bridge
+   alone is bit-transparent);
 6. encode (one table look-up), feed taps (one call per consumer), count the tick.
 
 Python work per tick grows with the number of active features (distinct clips playing,
@@ -32,6 +34,7 @@ import dataclasses
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any, Hashable, Iterable
 
 import numpy as np
@@ -74,9 +77,10 @@ class PlayDone:
 @dataclasses.dataclass(frozen=True)
 class CallerIdEvent:
     row: int
-    number: str
+    number: str | None            # None when withheld (see absence)
     name: str | None = None
-    when: Any = None
+    when: Any = None              # "MMDDHHMM" as sent, or None
+    absence: str | None = None    # "O" out of area / "P" private, when no number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +117,7 @@ class MediaEngine:
         self._dec = g711.decode_table(law)
         self._enc = g711.encode_table(law)
         self._out = np.zeros((rows, block), dtype=np.float32)
+        self._sources = np.zeros(rows, dtype=np.int8)
         self.dtmf = DtmfDetector(rows, block=block)
         self.tones = ToneGenerator(rows, self.plan, block)
         self.tone_detector = ToneDetector(rows, self.plan, block)
@@ -123,6 +128,7 @@ class MediaEngine:
         self.prompts = prompts or PromptCache(law, cache_dir=cache_dir)
         self.load_prompts = load_prompts
         self._loader: ThreadPoolExecutor | None = None
+        self._loading: set[Future] = set()
         self._cid = None                  # CallerIdReceiver, made on first use
         self._cid_rows: set[int] = set()
         self._r2_detect: dict[str, Any] = {}          # direction -> R2MfDetector
@@ -185,7 +191,16 @@ class MediaEngine:
     def _load_async(self, path) -> Future:
         if self._loader is None:
             self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
-        return self._loader.submit(self.prompts.load_pcm, path)
+        future = self._loader.submit(self.prompts.load_pcm, path)
+        self._loading.add(future)
+        future.add_done_callback(self._loading.discard)
+        return future
+
+    def wait_loading(self, timeout: float | None = None) -> bool:
+        """Block until prompt files queued for conversion are ready (tools and tests;
+        never from the tick loop). True if none is left."""
+        futures_wait(list(self._loading), timeout=timeout)
+        return not self._loading
 
     def send_dtmf(self, row: int, digits: str, tag: Any = "dtmf") -> None:
         row = self._row(row)
@@ -195,12 +210,13 @@ class MediaEngine:
             raise MediaError(f"cannot send DTMF {digits!r}: digits are 0-9 * # A-D")
         self._replace(self.signal_player.play(row, [dtmf_tone(digits)], tag))
 
-    def send_callerid(self, row: int, number: str, name: str | None = None,
+    def send_callerid(self, row: int, number: str | None, name: str | None = None,
                       when: Any = None, tag: Any = "callerid") -> None:
+        """Send an FSK caller ID spill (Bell 202, MDMF); number None = withheld."""
         from drivers.media.fsk import callerid_fsk
         row = self._row(row)
         try:
-            clip = callerid_fsk(str(number), name=name, when=when)
+            clip = callerid_fsk(number, name=name, when=when)
         except ValueError as e:
             raise MediaError(f"cannot send caller ID {number!r}: {e}") from None
         self._replace(self.signal_player.play(row, [clip], tag))
@@ -343,7 +359,7 @@ class MediaEngine:
         events: list = self._pending_done
         self._pending_done = []
         s0 = self.sample
-        pcm = self._dec[rx]                                # int16 (rows, block)
+        pcm = np.take(self._dec, rx)                       # int16 (rows, block)
         if self._echo is not None and self._echo.active:
             self._echo.process(pcm, self._tx_ref)
 
@@ -361,7 +377,8 @@ class MediaEngine:
         if self._cid_rows:
             for c in self._cid.process(pcm):
                 if c.valid:
-                    events.append(CallerIdEvent(c.row, c.number, c.name, c.when))
+                    events.append(CallerIdEvent(c.row, c.number, c.name, c.when,
+                                                getattr(c, "absence", None)))
                 else:
                     self.stats["callerid_invalid"] += 1
                     log.info("row %d: caller ID with a bad checksum ignored", c.row)
@@ -370,19 +387,30 @@ class MediaEngine:
 
         out = self._out
         out.fill(0.0)
+        sources = self._sources                            # per row: sources summed
+        sources.fill(0)
         if self.mixer.active:
             self.mixer.mix(pcm, out)
+            sources[self.mixer.bridged_rows] += 1
+            sources[self.mixer.conference_rows] += 2       # a sum: always limited
         if self.tones.active.any():
             out += self.tones.generate()
-        for gen in self._r2_gen.values():
-            out += gen.generate()
+            sources += self.tones.active
+        for direction, gen in self._r2_gen.items():
+            if direction in self._r2_sending.values():
+                out += gen.generate()
+                sources += gen.active
         for player in (self.prompt_player, self.signal_player):
             if player.active:
                 for f in player.mix_into(out):
                     events.append(PlayDone(f.row, f.tag, f.interrupted, None, f.error))
-        soft_limit(out)
+                sources += player.busy
+        summed = np.flatnonzero(sources >= 2)
+        if summed.size:                                    # single sources pass untouched
+            out[summed] = soft_limit(out[summed])
+        np.clip(out, -32768.0, 32767.0, out=out)
         out += 32768.5                                     # to table index, rounded
-        tx = self._enc[out.astype(np.uint16)]
+        tx = np.take(self._enc, out.astype(np.uint16))
 
         if self._echo is not None and self._echo.active:
             self._tx_ref = self._dec[tx]

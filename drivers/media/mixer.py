@@ -157,16 +157,29 @@ class Mixer:
     def active(self) -> bool:
         return bool(self._partner or self._members)
 
+    def _compiled(self) -> "_Plan":
+        if self._dirty:
+            self._plan = _Plan.compile(self._partner, self._confs, self.block)
+            self._dirty = False
+        return self._plan
+
+    @property
+    def bridged_rows(self) -> np.ndarray:
+        """Rows that hear a bridge partner (one source: passed through unchanged)."""
+        return self._compiled().b_dst
+
+    @property
+    def conference_rows(self) -> np.ndarray:
+        """Rows that hear a conference (a sum: the engine limits these)."""
+        return self._compiled().l_rows
+
     # ---- the per-tick work ----------------------------------------------------------------
     def mix(self, pcm: np.ndarray, out: np.ndarray) -> None:
         """Write what each bridged/conferenced row hears into `out` (float32, rows x block).
 
         `pcm` is the received audio (int16 or float32, rows x block). Rows in no group are
         left untouched."""
-        if self._dirty:
-            self._plan = _Plan.compile(self._partner, self._confs, self.block)
-            self._dirty = False
-        p = self._plan
+        p = self._compiled()
         if p.b_dst.size:
             out[p.b_dst] = pcm[p.b_src]
         if p.l_rows.size:
@@ -243,7 +256,8 @@ class _Plan:
 
 
 def soft_limit(x: np.ndarray, knee: float = 28000.0, full: float = 32767.0) -> np.ndarray:
-    """Limit float32 audio in place to +-`full` without wrap-around or hard clipping.
+    """Limit float32 audio (in place, also returned) to +-`full` without wrap-around or
+    hard clipping.
 
     Identity below `knee` (small and normal signals stay bit-exact); above it the excess is
     squeezed by tanh into the remaining headroom, which keeps the curve continuous with

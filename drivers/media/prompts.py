@@ -20,6 +20,7 @@ import hashlib
 import logging
 import math
 import os
+import stat
 import tempfile
 import threading
 from concurrent.futures import Future
@@ -147,11 +148,11 @@ class PromptCache:
             raise PromptError(f"prompt {name}: file not found") from None
         except OSError as e:
             raise PromptError(f"prompt {name}: cannot access ({e.strerror})") from None
-        if os.path.isdir(name):
+        if stat.S_ISDIR(st.st_mode):
             raise PromptError(f"prompt {name}: is a directory, not an audio file")
         if not os.access(name, os.R_OK):
             raise PromptError(f"prompt {name}: cannot read (permission denied)")
-        return (os.path.realpath(name), st.st_mtime_ns, st.st_size)
+        return (os.path.abspath(name), st.st_mtime_ns, st.st_size)
 
     def _entry(self, path) -> _Entry:
         key = self._key(path)
@@ -315,6 +316,7 @@ class Player:
         self.block = block
         self.pos = np.zeros(rows, dtype=np.intp)
         self.barge_in = np.zeros(rows, dtype=bool)   # rows whose playback stops on a digit
+        self.busy = np.zeros(rows, dtype=bool)       # rows with a playback (queued or playing)
         self._play: dict[int, _Playback] = {}
         self._groups: dict[int, _Group] = {}         # id(clip) -> rows playing it
         self._pending: set[int] = set()              # rows with no clip started yet
@@ -339,6 +341,7 @@ class Player:
         self._play[row] = _Playback(tag, bool(barge_in), collections.deque(items))
         self._pending.add(row)
         self.barge_in[row] = bool(barge_in)
+        self.busy[row] = True
         return replaced
 
     def stop(self, row: int, interrupted: bool = True) -> Finished | None:
@@ -347,7 +350,7 @@ class Player:
             return None
         self._detach(row, p)
         self._pending.discard(row)
-        self.barge_in[row] = False
+        self.barge_in[row] = self.busy[row] = False
         return Finished(row, p.tag, interrupted)
 
     def _detach(self, row: int, p: _Playback) -> None:
@@ -374,7 +377,7 @@ class Player:
                 except Exception as e:          # a prompt that failed to load
                     del self._play[row]
                     self._pending.discard(row)
-                    self.barge_in[row] = False
+                    self.barge_in[row] = self.busy[row] = False
                     done.append(Finished(row, p.tag, True, str(e)))
                     return
             elif callable(item):
@@ -394,7 +397,7 @@ class Player:
             return
         del self._play[row]
         self._pending.discard(row)
-        self.barge_in[row] = False
+        self.barge_in[row] = self.busy[row] = False
         done.append(Finished(row, p.tag, False))
 
     def mix_into(self, out: np.ndarray) -> list[Finished]:

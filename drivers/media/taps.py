@@ -34,46 +34,74 @@ class TapBlock:
 
 
 class TapQueue:
-    """Bounded FIFO of TapBlocks. When full, the oldest block is dropped and counted, so
-    the producer never waits and a reader always finds the most recent audio."""
+    """Bounded FIFO of TapBlocks (at most `maxlen` row-blocks). When full, the oldest
+    blocks are dropped and counted, so the producer never waits and a reader always finds
+    the most recent audio. A batch is stored as it came (O(1) per tick); TapBlocks are
+    made when read."""
 
     def __init__(self, maxlen: int = 3000):
         if maxlen < 1:
             raise ValueError(f"TapQueue maxlen must be at least 1, got {maxlen}")
         self.maxlen = maxlen
-        self._q: collections.deque[TapBlock] = collections.deque(maxlen=maxlen)
+        self._batches: collections.deque[tuple[int, list[int], np.ndarray, np.ndarray]] = \
+            collections.deque()
+        self._head = 0              # blocks of the first batch already read or dropped
+        self._count = 0
         self.dropped = 0
         self.received = 0
 
     def put(self, row: int, tick: int, rx: np.ndarray, tx: np.ndarray) -> None:
-        if len(self._q) == self.maxlen:
-            self.dropped += 1
-        self._q.append(TapBlock(int(row), int(tick), rx, tx))
-        self.received += 1
+        self._push(int(tick), [int(row)], rx[None], tx[None])
 
     def put_batch(self, tick: int, rows: np.ndarray, rx: np.ndarray, tx: np.ndarray) -> None:
+        self._push(int(tick), np.asarray(rows).tolist(), rx, tx)
+
+    def _push(self, tick: int, rows: list[int], rx: np.ndarray, tx: np.ndarray) -> None:
         k = len(rows)
-        overflow = len(self._q) + k - self.maxlen
-        if overflow > 0:
-            self.dropped += overflow
-        tick = int(tick)
-        self._q.extend(map(TapBlock, rows.tolist(), [tick] * k, rx, tx))
+        if k == 0:
+            return
+        self._batches.append((tick, rows, rx, tx))
+        self._count += k
         self.received += k
+        excess = self._count - self.maxlen
+        if excess > 0:
+            self.dropped += excess
+            self._skip(excess)
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            rows = self._batches[0][1]
+            left = len(rows) - self._head
+            if n < left:
+                self._head += n
+                self._count -= n
+                return
+            self._batches.popleft()
+            self._head = 0
+            self._count -= left
+            n -= left
 
     def get(self) -> TapBlock | None:
         """The oldest block, or None if empty (never waits)."""
-        try:
-            return self._q.popleft()
-        except IndexError:
+        if not self._count:
             return None
+        tick, rows, rx, tx = self._batches[0]
+        i = self._head
+        self._skip(1)
+        return TapBlock(rows[i], tick, rx[i], tx[i])
 
     def drain(self) -> list[TapBlock]:
-        out = list(self._q)
-        self._q.clear()
+        out = []
+        head = self._head
+        for tick, rows, rx, tx in self._batches:
+            out.extend(TapBlock(rows[i], tick, rx[i], tx[i]) for i in range(head, len(rows)))
+            head = 0
+        self._batches.clear()
+        self._head = self._count = 0
         return out
 
     def __len__(self) -> int:
-        return len(self._q)
+        return self._count
 
 
 class TapBank:
