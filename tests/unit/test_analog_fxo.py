@@ -64,6 +64,7 @@ OFFHOOK, ONHOOK = ev.Hook(HookOp.OFFHOOK), ev.Hook(HookOp.ONHOOK)
 STOP = ev.Media("stop")
 CID_ON, CID_OFF = ev.Media("receive_callerid", (True,)), ev.Media("receive_callerid", (False,))
 TONES_ON, TONES_OFF = ev.Media("detect_tones", (True,)), ev.Media("detect_tones", (False,))
+DIALTONE_ON = ev.Media("detect_tones", (True, ("dial",)))     # dial tone alone: heard sooner
 EC_ON, EC_OFF = ev.Media("echo_cancel", (True,)), ev.Media("echo_cancel", (False,))
 ANSWERED = ev.Emit(ev.Answered())
 
@@ -103,10 +104,11 @@ ANSWER = [OFFHOOK, CID_OFF, TONES_ON, EC_ON, ANSWERED]
 RELEASE = [ONHOOK, STOP, TONES_OFF, EC_OFF]          # on-hook from a connected call
 # Outbound up to PROCEEDING: seize, dial tone heard, digits sent, PlayDone.
 DIAL_8001 = [
-    (0, cmd("dial", number="8001"), [NEW, OFFHOOK, TONES_ON], S.WAIT_DIALTONE),
-    (20, heard("dial"), [ev.Media("send_dtmf", ("8001",))], S.DIALING),
+    (0, cmd("dial", number="8001"), [NEW, OFFHOOK, DIALTONE_ON], S.WAIT_DIALTONE),
+    (20, heard("dial"), [ev.Media("send_dtmf", ("8001", "dial"))], S.DIALING),
     (30, digit("8"), [], S.DIALING),                 # our own digits echoed back: not events
-    (58, PlayDone(0, None, False, ""), [emit(ev.DialComplete()), emit(ev.Proceeding())], S.PROCEEDING),
+    (40, PlayDone(0, "prompt", True, None), [], S.DIALING),   # not the dialling finishing
+    (58, PlayDone(0, "dial", False, None), [TONES_ON, emit(ev.DialComplete()), emit(ev.Proceeding())], S.PROCEEDING),
 ]
 
 SCENARIOS = {
@@ -210,12 +212,12 @@ SCENARIOS = {
         (900, heard("busy"), RELEASE + [cleared(16, "busy tone"), END], S.IDLE),
     ]),
     "outbound without dial tone: dial anyway, digits timed": (AnalogConfig(), [
-        (0, cmd("dial", number="8001"), [NEW, OFFHOOK, TONES_ON], S.WAIT_DIALTONE),
+        (0, cmd("dial", number="8001"), [NEW, OFFHOOK, DIALTONE_ON], S.WAIT_DIALTONE),
         (10, heard("busy"), [], S.WAIT_DIALTONE),
         (49, TICK, [], S.WAIT_DIALTONE),                      # 1 s = 50 ticks
-        (50, TICK, [ev.Media("send_dtmf", ("8001",))], S.DIALING),
+        (50, TICK, [ev.Media("send_dtmf", ("8001", "dial"))], S.DIALING),
         (89, TICK, [], S.DIALING),                            # 4 digits x 200 ms = 40 ticks
-        (90, TICK, [emit(ev.DialComplete()), emit(ev.Proceeding())], S.PROCEEDING),
+        (90, TICK, [TONES_ON, emit(ev.DialComplete()), emit(ev.Proceeding())], S.PROCEEDING),
         (100, heard("busy"), [ONHOOK, STOP, TONES_OFF, cleared(17, "busy tone"), END], S.IDLE),
     ]),
     "outbound: congestion tone": (AnalogConfig(), [
@@ -233,7 +235,7 @@ SCENARIOS = {
         (300, HwEvent.POLARITY, [], S.PROCEEDING),
     ]),
     "outbound hung up while waiting for dial tone": (AnalogConfig(), [
-        (0, cmd("dial", number="1"), [NEW, OFFHOOK, TONES_ON], S.WAIT_DIALTONE),
+        (0, cmd("dial", number="1"), [NEW, OFFHOOK, DIALTONE_ON], S.WAIT_DIALTONE),
         (5, cmd("hangup"), [ONHOOK, STOP, TONES_OFF, cleared(16, "hangup"), END], S.IDLE),
         (1000, TICK, [], S.IDLE),
     ]),
@@ -442,3 +444,81 @@ def test_every_state_reachable_and_returns_to_idle(kwargs, unused):
 def test_tables_cover_every_state():
     assert {s for s, _ in FxoLine.TRANSITIONS} == set(S)
     assert set(FxoLine.WIRE_STATE) == set(S) and set(FxoLine.STATE_TEXT) == set(S)
+
+
+# ---- with the real media engine ------------------------------------------------------------
+class Exchange:
+    """Row 0: our FXO port, driven by the line. Row 1: the exchange end of the wire, driven
+    by the test. Each row receives what the other sent the tick before."""
+
+    def __init__(self, cfg):
+        import numpy as np
+
+        from drivers.media import g711
+        from drivers.media.engine import MediaEngine
+        self.np = np
+        self.engine = MediaEngine(2, load_prompts="inline")
+        self.line = FxoLine(5, cfg)
+        self.silence = g711.silence_byte("alaw")
+        self.tx = np.full((2, 160), self.silence, dtype=np.uint8)
+        self.tick = 0
+        self.hooks, self.events, self.co_heard = [], [], []
+
+    def carry_out(self, actions):
+        for a in actions:
+            if isinstance(a, ev.Media):
+                getattr(self.engine, a.method)(0, *a.args)
+            elif isinstance(a, ev.Hook):
+                self.hooks.append(a.op)
+            elif isinstance(a, ev.Emit):
+                self.events.append(a.event)
+
+    def run(self, ticks, until=None):
+        for _ in range(ticks):
+            self.tick += 1
+            rx = self.np.full((2, 160), self.silence, dtype=self.np.uint8)
+            rx[0], rx[1] = self.tx[1], self.tx[0]
+            self.tx, media_events = self.engine.tick(rx)
+            for m in media_events:
+                if m.row == 0:
+                    self.carry_out(self.line.on_media(m, self.tick))
+                else:
+                    self.co_heard.append(m)
+            self.carry_out(self.line.on_tick(self.tick))
+            if until is not None and until():
+                return
+
+
+def test_outbound_call_dials_on_dial_tone_and_hears_busy():
+    x = Exchange(AnalogConfig(echo_cancel=False))   # the echo canceller is not this test's subject
+    x.carry_out(x.line.on_command("dial", 0, number="8001"))
+    assert x.hooks == [HookOp.OFFHOOK]
+    x.engine.play_tone(1, "dial")                  # the exchange answers the seizure
+    x.run(30, until=lambda: x.line.state == S.DIALING)
+    assert x.line.state == S.DIALING and x.tick < 30     # dial tone heard, not the 1 s wait
+    x.engine.stop(1)
+    x.run(100, until=lambda: x.line.state == S.PROCEEDING)
+    assert [d.digit for d in x.co_heard if type(d).__name__ == "DigitEvent"] == list("8001")
+    assert x.events == [ev.DialComplete(), ev.Proceeding()]
+    assert x.tick < 100                            # 4 digits of 200 ms, not the fallback
+    x.engine.play_tone(1, "busy")                  # the called party is busy
+    x.run(150, until=lambda: x.line.state == S.IDLE)
+    assert x.line.state == S.IDLE
+    assert x.events[2:] == [ev.Cleared(17, "busy tone")]
+    assert x.hooks == [HookOp.OFFHOOK, HookOp.ONHOOK]
+
+
+def test_incoming_caller_id_offer_answer_and_busy_tone_disconnect():
+    x = Exchange(AnalogConfig(echo_cancel=False))   # the echo canceller is not this test's subject
+    x.carry_out(x.line.on_hw(HwEvent.RINGBEGIN, 0))
+    x.carry_out(x.line.on_hw(HwEvent.RINGEROFF, 50))
+    x.tick = 50
+    x.engine.send_callerid(1, "13812345678", "Zhang")   # between the rings, as a CO does
+    x.run(150, until=lambda: x.line.state == S.OFFERED)
+    assert x.events == [ev.Incoming(ani="13812345678", caller_name="Zhang")]
+    x.carry_out(x.line.on_command("answer", x.tick))
+    assert x.line.state == S.CONNECTED and x.hooks == [HookOp.OFFHOOK]
+    x.engine.play_tone(1, "busy")                  # the caller hung up: the CO sends busy
+    x.run(150, until=lambda: x.line.state == S.IDLE)
+    assert x.events[1:] == [ev.Answered(), ev.Cleared(16, "busy tone")]
+    assert x.hooks == [HookOp.OFFHOOK, HookOp.ONHOOK]

@@ -67,6 +67,10 @@ def tone(name):
     return ev.Media("play_tone", (name,))
 
 
+def fsk(number, name=None):
+    return ev.Media("send_callerid", (number, name, None, "callerid"))
+
+
 def emit(event):
     return ev.Emit(event)
 
@@ -163,20 +167,28 @@ SCENARIOS = {
         (49, TICK, [], S.RINGING),
         (50, TICK, [RINGOFF], S.RINGING),      # 1 s on
         (74, TICK, [], S.RINGING),
-        (75, TICK, [ev.Media("send_callerid", ("13812345678", "Li")),
-                    emit(ev.CallerIdSent("13812345678"))], S.RINGING),   # 500 ms after the ring
+        (75, TICK, [fsk("13812345678", "Li")], S.RINGING),   # 500 ms after the ring
+        (120, PlayDone(0, "callerid", False, None), [emit(ev.CallerIdSent("13812345678"))], S.RINGING),
         (249, TICK, [], S.RINGING),
         (250, TICK, [RING], S.RINGING),        # 4 s off
-        (260, HwEvent.RINGOFFHOOK, [RINGOFF, STOP, EC_ON, emit(ev.Answered())], S.CONNECTED),
+        (260, HwEvent.RINGOFFHOOK, [RINGOFF, EC_ON, emit(ev.Answered())], S.CONNECTED),
         (3000, TICK, [], S.CONNECTED),
         (3001, HwEvent.ONHOOK, [STOP, EC_OFF, emit(ev.OnHook()), cleared(16, "phone hung up"), END],
          S.IDLE),
     ]),
-    "answered in the silence after the caller ID": (AnalogConfig(), [
+    "answered during the caller ID spill: spill stopped, not reported sent": (AnalogConfig(), [
         (0, cmd("ring", caller_id="8001"), [NEW, RING], S.RINGING),
         (50, TICK, [RINGOFF], S.RINGING),
-        (75, TICK, [ev.Media("send_callerid", ("8001", None)), emit(ev.CallerIdSent("8001"))], S.RINGING),
-        (120, HwEvent.RINGOFFHOOK, [STOP, EC_ON, emit(ev.Answered())], S.CONNECTED),
+        (75, TICK, [fsk("8001")], S.RINGING),
+        (80, HwEvent.RINGOFFHOOK, [STOP, EC_ON, emit(ev.Answered())], S.CONNECTED),
+        (81, PlayDone(0, "callerid", True, None), [], S.CONNECTED),
+    ]),
+    "an interrupted spill is not reported sent": (AnalogConfig(), [
+        (0, cmd("ring", caller_id="8001"), [NEW, RING], S.RINGING),
+        (75, TICK, [RINGOFF, fsk("8001")], S.RINGING),
+        (80, PlayDone(0, "callerid", True, None), [], S.RINGING),
+        (81, PlayDone(0, "prompt", False, None), [], S.RINGING),
+        (100, HwEvent.RINGOFFHOOK, [EC_ON, emit(ev.Answered())], S.CONNECTED),
     ]),
     "ring without caller ID sends none": (AnalogConfig(), [
         (0, cmd("ring"), [NEW, RING], S.RINGING),
@@ -190,20 +202,21 @@ SCENARIOS = {
         (75, TICK, [], S.RINGING),
     ]),
     "DTMF caller ID goes before the first ring": (AnalogConfig(callerid="dtmf"), [
-        (0, cmd("ring", caller_id="1234"), [NEW, ev.Media("send_dtmf", ("A1234C",)),
-                                            emit(ev.CallerIdSent("1234"))], S.RINGING),
+        (0, cmd("ring", caller_id="1234"), [NEW, ev.Media("send_dtmf", ("A1234C", "callerid"))],
+         S.RINGING),
+        (60, PlayDone(0, "callerid", False, None), [emit(ev.CallerIdSent("1234"))], S.RINGING),
         (84, TICK, [], S.RINGING),             # 6 digits x 200 ms + 500 ms gap = 85 ticks
         (85, TICK, [RING], S.RINGING),
         (134, TICK, [], S.RINGING),
         (135, TICK, [RINGOFF], S.RINGING),
-        (140, HwEvent.RINGOFFHOOK, [STOP, EC_ON, emit(ev.Answered())], S.CONNECTED),
+        (140, HwEvent.RINGOFFHOOK, [EC_ON, emit(ev.Answered())], S.CONNECTED),
     ]),
     "double-ring cadence": (AnalogConfig(ring_cadence_ms=[400, 200, 400, 2000], callerid_delay_ms=300), [
         (0, cmd("ring", caller_id="5"), [NEW, RING], S.RINGING),
         (20, TICK, [RINGOFF], S.RINGING),
         (30, TICK, [RING], S.RINGING),
         (50, TICK, [RINGOFF], S.RINGING),
-        (65, TICK, [ev.Media("send_callerid", ("5", None)), emit(ev.CallerIdSent("5"))], S.RINGING),
+        (65, TICK, [fsk("5")], S.RINGING),
         (149, TICK, [], S.RINGING),
         (150, TICK, [RING], S.RINGING),
     ]),
@@ -215,7 +228,7 @@ SCENARIOS = {
     "hangup between rings after the spill": (AnalogConfig(), [
         (0, cmd("ring", caller_id="8001"), [NEW, RING], S.RINGING),
         (50, TICK, [RINGOFF], S.RINGING),
-        (75, TICK, [ev.Media("send_callerid", ("8001", None)), emit(ev.CallerIdSent("8001"))], S.RINGING),
+        (75, TICK, [fsk("8001")], S.RINGING),
         (80, cmd("hangup"), [STOP, cleared(16, "hangup"), END], S.IDLE),
     ]),
     "no answer: cleared with 19 while the ring is on": (AnalogConfig(max_ring_ms=10600), [
@@ -258,8 +271,7 @@ def test_ticks_skipped_still_fire_in_order():
     """A late on_tick fires every due edge in deadline order."""
     line = FxsLine(3, AnalogConfig())
     line.on_command("ring", 0, caller_id="8001")
-    assert line.on_tick(260) == [RINGOFF, ev.Media("send_callerid", ("8001", None)),
-                                 emit(ev.CallerIdSent("8001")), RING]
+    assert line.on_tick(260) == [RINGOFF, fsk("8001"), RING]
 
 
 def test_backend_channel_event_accepted():
@@ -468,3 +480,40 @@ def test_bad_settings_are_named(kwargs, field):
 
 def test_cadence_from_a_config_file_list():
     assert AnalogConfig(ring_cadence_ms=[400, 200, 400, 2000]).ring_cadence_ms == (400, 200, 400, 2000)
+
+
+# ---- with the real media engine ------------------------------------------------------------
+def test_fsk_caller_id_reaches_the_phone_through_the_media_engine():
+    """Row 0 is the FXS port, row 1 listens to what it sends like the phone would."""
+    import numpy as np
+
+    from drivers.media import g711
+    from drivers.media.engine import MediaEngine
+
+    engine = MediaEngine(2, load_prompts="inline")
+    line = FxsLine(1, AnalogConfig())
+    events, phone_heard = [], []
+
+    def carry_out(actions):
+        for a in actions:
+            if isinstance(a, ev.Media):
+                getattr(engine, a.method)(0, *a.args)
+            elif isinstance(a, ev.Emit):
+                events.append(a.event)
+
+    carry_out(line.on_command("ring", 0, caller_id="13812345678", caller_name="Li"))
+    engine.receive_callerid(1, True)
+    silence = g711.silence_byte("alaw")
+    tx = np.full((2, 160), silence, dtype=np.uint8)
+    for tick in range(1, 200):
+        rx = np.full((2, 160), silence, dtype=np.uint8)
+        rx[1] = tx[0]
+        tx, media_events = engine.tick(rx)
+        for m in media_events:
+            if m.row == 0:
+                carry_out(line.on_media(m, tick))
+            else:
+                phone_heard.append(m)
+        carry_out(line.on_tick(tick))
+    assert [(m.number, m.name) for m in phone_heard] == [("13812345678", "Li")]
+    assert events == [ev.CallerIdSent("13812345678")]

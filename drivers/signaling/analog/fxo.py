@@ -38,7 +38,7 @@ import enum
 
 from drivers.backends.base import HookOp, HwEvent
 from drivers.signaling import events as ev
-from drivers.signaling.analog.timers import MEDIA_COMMANDS, PROMPT_TAG, LineMachine
+from drivers.signaling.analog.timers import DIAL_TAG, MEDIA_COMMANDS, LineMachine
 
 
 class FxoState(enum.Enum):
@@ -60,6 +60,7 @@ RING_OFF = (HwEvent.RINGEROFF, HwEvent.ONHOOK)
 RINGING = (S.RING_DETECTED, S.OFFERED, S.DECLINED)
 OFFHOOK = (S.WAIT_DIALTONE, S.DIALING, S.PROCEEDING, S.ALERTING, S.CONNECTED)
 OUTBOUND_WAITING = (S.PROCEEDING, S.ALERTING)
+ALL_TONES: tuple[str, ...] = ()          # _detect_tones: every tone of the plan
 
 
 def _table() -> dict:
@@ -169,7 +170,8 @@ class FxoLine(LineMachine):
         self._last_ring_on = 0
         self._cid_digits: list[tuple[int, str]] = []   # DTMF caller ID heard while idle
         self._number = ""               # outbound: what to dial
-        self._cid_rx = self._tones = self._echo = False
+        self._cid_rx = self._echo = False
+        self._tones: tuple[str, ...] | None = None     # tones the engine listens for on this row
 
     # ---- media switches: each returns the action only when it changes something ----------
     def _switch(self, attr: str, method: str, on: bool) -> list:
@@ -181,8 +183,19 @@ class FxoLine(LineMachine):
     def _callerid_rx(self, on):
         return self._switch("_cid_rx", "receive_callerid", on)
 
-    def _detect_tones(self, on):
-        return self._switch("_tones", "detect_tones", on)
+    def _detect_tones(self, names: tuple[str, ...] | None) -> list:
+        """Listen for `names` (() = every tone of the plan; None = stop listening).
+
+        Dial tone is listened for alone: the detector reports a continuous tone only once
+        it has outlasted every cadenced tone of the same frequency that it also listens
+        for (China's 1 s ringback burst), which would be later than dialtone_wait_ms.
+        """
+        if names == self._tones:
+            return []
+        self._tones = names
+        if names is None:
+            return [ev.Media("detect_tones", (False,))]
+        return [ev.Media("detect_tones", (True, names) if names else (True,))]
 
     def _echo_cancel(self, on):
         return self._switch("_echo", "echo_cancel", on and self.cfg.echo_cancel)
@@ -268,7 +281,8 @@ class FxoLine(LineMachine):
     def _h_answer(self, tick, _):
         self._goto(S.CONNECTED)
         return ([ev.Hook(HookOp.OFFHOOK)] + self._callerid_rx(False)
-                + self._detect_tones(self.cfg.busy_detect) + self._echo_cancel(True)
+                + self._detect_tones(ALL_TONES if self.cfg.busy_detect else None)
+                + self._echo_cancel(True)
                 + [ev.Emit(ev.Answered())])
 
     def _h_decline(self, tick, args):
@@ -285,20 +299,20 @@ class FxoLine(LineMachine):
         self._number = args["number"]
         self._goto(S.WAIT_DIALTONE)
         self.timers.start("dialtone", tick, self._ticks(self.cfg.dialtone_wait_ms))
-        return [ev.NewCall(), ev.Hook(HookOp.OFFHOOK), *self._detect_tones(True)]
+        return [ev.NewCall(), ev.Hook(HookOp.OFFHOOK), *self._detect_tones(("dial",))]
 
     def _h_send_number(self, tick, _):
         cfg = self.cfg
         self._goto(S.DIALING)
         self.timers.start("dialled", tick,
                           self._ticks(len(self._number) * (cfg.dtmf_on_ms + cfg.dtmf_off_ms)))
-        return [ev.Media("send_dtmf", (self._number,))]
+        return [ev.Media("send_dtmf", (self._number, DIAL_TAG))]
 
     def _h_dialled(self, tick, event):
-        if event is not None and getattr(event, "tag", None) == PROMPT_TAG:
+        if event is not None and getattr(event, "tag", None) != DIAL_TAG:
             return []
         self._goto(S.PROCEEDING)
-        return [ev.Emit(ev.DialComplete()), ev.Emit(ev.Proceeding())]
+        return self._detect_tones(ALL_TONES) + [ev.Emit(ev.DialComplete()), ev.Emit(ev.Proceeding())]
 
     def _h_ringback(self, tick, _):
         self._goto(S.ALERTING)
@@ -312,7 +326,7 @@ class FxoLine(LineMachine):
 
     def _connect(self) -> list:
         self._goto(S.CONNECTED)
-        return self._detect_tones(self.cfg.busy_detect) + self._echo_cancel(True) + [
+        return self._detect_tones(ALL_TONES if self.cfg.busy_detect else None) + self._echo_cancel(True) + [
             ev.Emit(ev.Answered())]
 
     def _h_polarity_outbound(self, tick, _):
@@ -325,7 +339,7 @@ class FxoLine(LineMachine):
     def _release(self, cause: int, reason: str) -> list:
         """Go on-hook and end the call."""
         self._goto(S.IDLE)
-        return ([ev.Hook(HookOp.ONHOOK), ev.Media("stop")] + self._detect_tones(False)
+        return ([ev.Hook(HookOp.ONHOOK), ev.Media("stop")] + self._detect_tones(None)
                 + self._echo_cancel(False)
                 + [ev.Emit(ev.Cleared(cause=cause, reason=reason)), ev.EndCall()])
 
@@ -364,7 +378,7 @@ class FxoLine(LineMachine):
 
     def _h_alarm_off_hook(self, tick, _):
         self._goto(S.OUT_OF_SERVICE)
-        return ([ev.Hook(HookOp.ONHOOK), ev.Media("stop")] + self._detect_tones(False)
+        return ([ev.Hook(HookOp.ONHOOK), ev.Media("stop")] + self._detect_tones(None)
                 + self._echo_cancel(False) + [self._FAULT, ev.EndCall(), self._OUT])
 
     def _h_restored(self, tick, _):

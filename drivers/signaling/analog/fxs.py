@@ -28,7 +28,7 @@ import enum
 
 from drivers.backends.base import HookOp, HwEvent
 from drivers.signaling import events as ev
-from drivers.signaling.analog.timers import MEDIA_COMMANDS, LineMachine
+from drivers.signaling.analog.timers import CALLERID_TAG, MEDIA_COMMANDS, LineMachine
 
 
 class FxsState(enum.Enum):
@@ -62,6 +62,7 @@ def _table() -> dict:
         (S.RINGING, HwEvent.RINGOFFHOOK): "_h_ring_answered",
         (S.RINGING, "timer.cadence"): "_h_cadence",
         (S.RINGING, "timer.callerid"): "_h_send_fsk",
+        (S.RINGING, "play_done"): "_h_callerid_done",
         (S.RINGING, "timer.max_ring"): "_h_ring_no_answer",
         (S.RINGING, "cmd.hangup"): "_h_hangup_ringing",
         (S.RINGING, HwEvent.ALARM): "_h_alarm_ringing",
@@ -130,7 +131,7 @@ class FxsLine(LineMachine):
         self._segments = [self._ticks(ms) for ms in self.cfg.ring_cadence_ms]
         self._segment = -1               # cadence segment in progress; -1 before the first ring
         self._caller = ("", "")
-        self._cid_sent = False
+        self._cid_playing = False
         self._echo = False
 
     # ---- small action builders --------------------------------------------------------
@@ -151,9 +152,9 @@ class FxsLine(LineMachine):
         if self.ringing_now:
             self.ringing_now = False
             out.append(ev.Hook(HookOp.RINGOFF))
-        if self._cid_sent:             # a caller ID spill may still be on the wire
+        if self._cid_playing:          # the caller ID spill is still on the wire
             out.append(ev.Media("stop"))
-        self._cid_sent = False
+        self._cid_playing = False
         return out
 
     def _clear_offhook(self, cause: int, reason: str, tone: str) -> list:
@@ -225,7 +226,7 @@ class FxsLine(LineMachine):
         cfg = self.cfg
         number, name = args["caller_id"], args["caller_name"]
         self._caller = (number, name)
-        self._cid_sent = False
+        self._cid_playing = False
         self._goto(S.RINGING)
         self.timers.start("max_ring", tick, self._ticks(cfg.max_ring_ms))
         out: list = [ev.NewCall()]
@@ -233,10 +234,10 @@ class FxsLine(LineMachine):
             # DTMF caller ID goes before the first ring; the ring follows the last digit.
             spill = f"{cfg.callerid_dtmf_start}{number}{cfg.callerid_dtmf_end}"
             self._segment = -1
-            self._cid_sent = True
+            self._cid_playing = True
             self.timers.start("cadence", tick, self._ticks(
                 len(spill) * (cfg.dtmf_on_ms + cfg.dtmf_off_ms)) + self._ticks(cfg.callerid_dtmf_gap_ms))
-            return out + [ev.Media("send_dtmf", (spill,)), ev.Emit(ev.CallerIdSent(number=number))]
+            return out + [ev.Media("send_dtmf", (spill, CALLERID_TAG))]
         self._segment = 0
         self.ringing_now = True
         self.timers.start("cadence", tick, self._segments[0])
@@ -254,9 +255,17 @@ class FxsLine(LineMachine):
 
     def _h_send_fsk(self, tick, _):
         number, name = self._caller
-        self._cid_sent = True
-        return [ev.Media("send_callerid", (number, name or None)),
-                ev.Emit(ev.CallerIdSent(number=number))]
+        self._cid_playing = True
+        return [ev.Media("send_callerid", (number or None, name or None, None, CALLERID_TAG))]
+
+    def _h_callerid_done(self, tick, event):
+        # Reported once the whole spill has gone out; a spill cut short is not "sent".
+        if getattr(event, "tag", None) != CALLERID_TAG or not self._cid_playing:
+            return []
+        self._cid_playing = False
+        if getattr(event, "interrupted", False):
+            return []
+        return [ev.Emit(ev.CallerIdSent(number=self._caller[0]))]
 
     def _h_ring_answered(self, tick, _):
         out = self._stop_ringing()

@@ -23,7 +23,10 @@ from drivers.backends.base import HwEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog.config import DTMF_DIGITS, AnalogConfig, SignalingError
 
-PROMPT_TAG = "prompt"      # tag of our play_prompts calls: its PlayDone becomes PromptDone
+# Playback tags (the engine reports each finished playback as PlayDone(tag, interrupted)).
+PROMPT_TAG = "prompt"      # the application's prompts: PlayDone becomes PromptDone
+CALLERID_TAG = "callerid"  # a caller ID spill to a phone (FSK or DTMF)
+DIAL_TAG = "dial"          # the number dialled on an FXO line
 
 
 def ms_to_ticks(ms: int, tick_ms: int) -> int:
