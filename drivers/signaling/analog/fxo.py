@@ -29,6 +29,11 @@ service until NOALARM; only status is accepted meanwhile.
 cleared for the application (Cleared(cause, "declined"), EndCall) and the line ignores
 the remaining rings (DECLINED) until they stop.
 
+Media calls beyond docs/internals.md's basic forms: send_dtmf(row, digits, tag) with tag
+"dial" (its PlayDone ends dialling), detect_tones(row, True, ("dial",)) while waiting for
+dial tone (alone it is reported after 300 ms; with the 1 s ringback also enabled only
+after ~1.2 s).
+
 Actions come in a fixed order: NewCall, hook operations, media operations, the call's
 events, EndCall, then channel events (ServiceChange).
 """
@@ -157,7 +162,8 @@ class FxoLine(LineMachine):
         (S.DECLINED, "hangup"): "the call was already cleared",
         **{(s, "dial"): "the line is ringing with an incoming call" for s in RINGING},
         **{(s, "dial"): "a call is already in progress" for s in OFFHOOK},
-        **{(s, c): "the line is on-hook (call not answered)" for s in RINGING for c in MEDIA_COMMANDS},
+        **{(s, c): "the line is on-hook (call not answered)"
+           for s in RINGING for c in MEDIA_COMMANDS},
         **{(s, c): "the number is being dialled" for s in (S.WAIT_DIALTONE, S.DIALING)
            for c in MEDIA_COMMANDS},
         **{(S.IDLE, c): "there is no call" for c in MEDIA_COMMANDS},
@@ -207,7 +213,8 @@ class FxoLine(LineMachine):
         if not on:
             self.ring_on = False
             return False
-        new = not self.ring_on or tick - self._last_ring_on >= self._ticks(self.cfg.ring_debounce_ms)
+        debounce = self._ticks(self.cfg.ring_debounce_ms)
+        new = not self.ring_on or tick - self._last_ring_on >= debounce
         self.ring_on = True
         if new:
             self._last_ring_on = tick
@@ -312,7 +319,8 @@ class FxoLine(LineMachine):
         if event is not None and getattr(event, "tag", None) != DIAL_TAG:
             return []
         self._goto(S.PROCEEDING)
-        return self._detect_tones(ALL_TONES) + [ev.Emit(ev.DialComplete()), ev.Emit(ev.Proceeding())]
+        return self._detect_tones(ALL_TONES) + [ev.Emit(ev.DialComplete()),
+                                                ev.Emit(ev.Proceeding())]
 
     def _h_ringback(self, tick, _):
         self._goto(S.ALERTING)
@@ -326,8 +334,8 @@ class FxoLine(LineMachine):
 
     def _connect(self) -> list:
         self._goto(S.CONNECTED)
-        return self._detect_tones(ALL_TONES if self.cfg.busy_detect else None) + self._echo_cancel(True) + [
-            ev.Emit(ev.Answered())]
+        return (self._detect_tones(ALL_TONES if self.cfg.busy_detect else None)
+                + self._echo_cancel(True) + [ev.Emit(ev.Answered())])
 
     def _h_polarity_outbound(self, tick, _):
         return self._connect() if self.cfg.answer_on_polarity else []

@@ -16,6 +16,9 @@ Choices the application should know:
   answered: playback stops, the echo canceller starts, Answered is emitted.
 - "hangup" while the phone is off-hook clears the call and plays clear_tone (busy) until
   the phone hangs up (LOCKOUT); while ringing it stops the ring.
+- Caller ID: CallerIdSent is emitted when the engine reports the whole spill sent
+  (PlayDone with tag "callerid"); a spill cut short by an answer or a hangup is not
+  reported. The date/time field is left to the engine (the line has no clock).
 - ALARM (port fault) clears any call with cause 38 and takes the port out of service
   until NOALARM.
 
@@ -235,8 +238,8 @@ class FxsLine(LineMachine):
             spill = f"{cfg.callerid_dtmf_start}{number}{cfg.callerid_dtmf_end}"
             self._segment = -1
             self._cid_playing = True
-            self.timers.start("cadence", tick, self._ticks(
-                len(spill) * (cfg.dtmf_on_ms + cfg.dtmf_off_ms)) + self._ticks(cfg.callerid_dtmf_gap_ms))
+            spill_ticks = self._ticks(len(spill) * (cfg.dtmf_on_ms + cfg.dtmf_off_ms))
+            self.timers.start("cadence", tick, spill_ticks + self._ticks(cfg.callerid_dtmf_gap_ms))
             return out + [ev.Media("send_dtmf", (spill, CALLERID_TAG))]
         self._segment = 0
         self.ringing_now = True
@@ -275,7 +278,8 @@ class FxsLine(LineMachine):
     def _h_ring_no_answer(self, tick, _):
         out = self._stop_ringing()
         self._goto(S.IDLE)
-        return out + [ev.Emit(ev.Cleared(cause=ev.CAUSE_NO_ANSWER, reason="no answer")), ev.EndCall()]
+        return out + [ev.Emit(ev.Cleared(cause=ev.CAUSE_NO_ANSWER, reason="no answer")),
+                      ev.EndCall()]
 
     def _h_hangup_ringing(self, tick, args):
         out = self._stop_ringing()

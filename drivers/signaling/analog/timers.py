@@ -178,7 +178,8 @@ class LineMachine:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        missing = sorted({h for h in cls.TRANSITIONS.values() if not callable(getattr(cls, h, None))})
+        missing = sorted({h for h in cls.TRANSITIONS.values()
+                          if not callable(getattr(cls, h, None))})
         if missing:
             raise TypeError(f"{cls.__name__}: transition table names missing handlers {missing}")
 
@@ -211,8 +212,9 @@ class LineMachine:
             return []
         handler = self.TRANSITIONS.get((self.state, f"cmd.{name}"))
         if handler is None:
+            where = self.STATE_TEXT.get(self.state, self.state.name.lower())
             reason = (self.REFUSALS.get((self.state, name)) or self.REFUSALS.get((None, name))
-                      or f"not possible while the line is {self.STATE_TEXT.get(self.state, self.state.name.lower())}")
+                      or f"not possible while the line is {where}")
             raise SignalingError(f"{self.KIND} channel {self.channel}: {name} refused: {reason}")
         args["command"] = name
         return getattr(self, handler)(tick, args)
