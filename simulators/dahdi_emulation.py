@@ -137,8 +137,7 @@ class DahdiEmulation:
     # ---- the clock side (called by the simulator's tick loop) -----------------------------
     def deliver(self) -> None:
         """This tick's rx audio and events become readable on every open channel."""
-        for ev in self.cards.take_host_events():
-            self._route_event(ev)
+        self.route_events()
         rows = self.cards.host_rx()
         for ch in self.channels.values():
             row = rows[ch.port.row]
@@ -149,6 +148,12 @@ class DahdiEmulation:
             if len(ch.rx) > cap:          # the host fell behind: drop the oldest audio
                 del ch.rx[:len(ch.rx) - cap]
                 ch.overruns += 1
+
+    def route_events(self) -> None:
+        """Queue the cards' pending host events on their channels now (deliver() does it
+        too; a real-time clock may call this between ticks, as events are not tick-bound)."""
+        for ev in self.cards.take_host_events():
+            self._route_event(ev)
 
     def answered(self) -> bool:
         """Every open channel has written a tick's worth of audio (lockstep)."""

@@ -84,8 +84,14 @@ class RemoteSyscalls:
         if self._sock is None:
             self._sock = self._context.socket(zmq.REQ)
             self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
             self._sock.connect(self.endpoint)
-        self._sock.send(req.encode())
+        try:
+            self._sock.send(req.encode())
+        except zmq.Again:
+            self.close()
+            raise D.SeamError(f"the DAHDI emulation at {self.endpoint} does not take "
+                              f"calls ({req.op})") from None
         if not self._sock.poll(self.timeout_ms, zmq.POLLIN):
             self.close()      # a REQ socket without its answer cannot be reused
             raise D.SeamError(f"no answer from the DAHDI emulation at {self.endpoint} "
@@ -227,15 +233,31 @@ class DahdiBackend(Backend):
         self._inventory = None
 
     # ---- opening ------------------------------------------------------------------------
+    # The seam is process-wide: backends sharing one emulation may be open together; a
+    # different emulation (or the kernel) while one is in use would redirect their calls.
+    _seam_owner = None        # the emulation the open backends share
+    _seam_users = 0
+
     def _install_seam(self) -> None:
+        cls = DahdiBackend
         if self.emulation is None:
+            if cls._seam_users:
+                raise BackendError("an emulated dahdi backend is open in this process; "
+                                   "close it before opening one on the kernel driver")
             D.use_libc()
             return
-        if isinstance(self.emulation, str):
+        key = self.emulation
+        if cls._seam_users and cls._seam_owner != key:
+            raise BackendError("another DAHDI emulation is in use in this process")
+        if cls._seam_users:
+            self._client = D.emulation_client()
+        elif isinstance(self.emulation, str):
             self._client = RemoteSyscalls(self.emulation, self.timeout_s)
         else:
             self._client = self.emulation
         D.use_emulation(self._client)
+        cls._seam_owner = key
+        cls._seam_users += 1
 
     def _open_channel(self, port: PortInfo) -> None:
         ch = port.channel
@@ -419,10 +441,13 @@ class DahdiBackend(Backend):
         self._span_fd.clear()
         self._fd_array = np.zeros(0, dtype=np.int32)
         if self._client is not None:
-            if D.emulation_client() is self._client:
+            cls = DahdiBackend
+            cls._seam_users -= 1
+            if cls._seam_users == 0:
+                cls._seam_owner = None
                 D.use_libc()
-            if isinstance(self._client, RemoteSyscalls):
-                self._client.close()
+                if isinstance(self._client, RemoteSyscalls):
+                    self._client.close()
             self._client = None
 
 
