@@ -13,8 +13,9 @@ Per tick, in this order:
 5. transmit audio = bridges and conferences (``mixer``) + tones + R2 MF + clips
    (``prompts.Player``: prompt queues and one-shot PCM: played files, DTMF, caller ID),
    summed in float32; rows hearing a sum (a conference, or several sources) pass once
-   through a soft limiter (``mixer.soft_limit``), single sources pass untouched (a bridge
-   alone is bit-transparent);
+   through ``mixer.Limiter`` (per-row gain, then a soft knee: loud sums get quieter, never
+   wrap around or flat-top), single sources pass untouched (a bridge alone is
+   bit-transparent);
 6. encode (one table look-up), feed taps (one call per consumer), count the tick.
 
 Python work per tick grows with the number of active features (distinct clips playing,
@@ -41,7 +42,7 @@ import numpy as np
 
 from drivers.media import g711
 from drivers.media.dtmf import DtmfDetector, dtmf_tone
-from drivers.media.mixer import Mixer, MixerError, soft_limit
+from drivers.media.mixer import Limiter, Mixer, MixerError
 from drivers.media.prompts import Finished, Player, PromptCache, PromptError
 from drivers.media.taps import TapBank
 from drivers.media.tones import ToneDetector, ToneGenerator, TonePlan
@@ -118,6 +119,8 @@ class MediaEngine:
         self._enc = g711.encode_table(law)
         self._out = np.zeros((rows, block), dtype=np.float32)
         self._sources = np.zeros(rows, dtype=np.int8)
+        self._limiter = Limiter(rows, block)
+        self._limited = False
         self.dtmf = DtmfDetector(rows, block=block)
         self.tones = ToneGenerator(rows, self.plan, block)
         self.tone_detector = ToneDetector(rows, self.plan, block)
@@ -406,8 +409,9 @@ class MediaEngine:
                     events.append(PlayDone(f.row, f.tag, f.interrupted, None, f.error))
                 sources += player.busy
         summed = np.flatnonzero(sources >= 2)
-        if summed.size:                                    # single sources pass untouched
-            out[summed] = soft_limit(out[summed])
+        if summed.size or self._limited:                   # single sources pass untouched
+            out[summed] = self._limiter.process(out[summed], summed)
+            self._limited = bool(summed.size)
         np.clip(out, -32768.0, 32767.0, out=out)
         out += 32768.5                                     # to table index, rounded
         tx = np.take(self._enc, out.astype(np.uint16))

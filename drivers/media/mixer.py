@@ -271,3 +271,42 @@ def soft_limit(x: np.ndarray, knee: float = 28000.0, full: float = 32767.0) -> n
         room = full - knee
         flat[over] = np.sign(v) * (knee + room * np.tanh((np.abs(v) - knee) / room))
     return x
+
+
+class Limiter:
+    """Block-wise peak limiter with per-row gain state, for rows that hear a sum.
+
+    Per block and row: the gain needed to keep the block's peak under `ceiling`; if lower
+    than the current gain it takes over at once (ramped over `attack` samples to avoid a
+    click), otherwise the gain recovers towards it by `release` of the gap per block
+    (0.1 per 20 ms: about 200 ms). A gain ramp can let a few samples through above the
+    ceiling: `soft_limit` (knee = ceiling) rounds those off. Gain 1 is exact identity.
+    """
+
+    def __init__(self, rows: int, block: int = 160, ceiling: float = 28000.0,
+                 attack: int = 8, release: float = 0.1):
+        self.ceiling = float(ceiling)
+        self.release = float(release)
+        self.gain = np.ones(rows, dtype=np.float32)
+        self._attack = np.minimum(1.0, np.arange(1, block + 1) / attack).astype(np.float32)
+        self._linear = (np.arange(1, block + 1) / block).astype(np.float32)
+
+    def process(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Limit x = out[rows] (float32, k x block); returns it (changed in place)."""
+        old = self.gain[rows]
+        self.gain.fill(1.0)                # rows no longer summed start afresh next time
+        self.gain[rows] = old
+        if x.shape[0] == 0:
+            return x
+        peak = np.abs(x).max(axis=1)
+        need = np.minimum(1.0, self.ceiling / np.maximum(peak, 1.0)).astype(np.float32)
+        if need.min() >= 1.0 and old.min() >= 1.0:
+            return x                                      # the usual case: nothing to do
+        down = need < old
+        new = np.where(down, need, np.minimum(need, old + self.release * (1.0 - old)))
+        new = new.astype(np.float32)
+        ramp = np.where(down[:, None], self._attack, self._linear)
+        x *= old[:, None] + (new - old)[:, None] * ramp
+        self.gain[rows] = np.where(new > 0.999, np.float32(1.0), new)
+        return soft_limit(x, knee=self.ceiling)
+
