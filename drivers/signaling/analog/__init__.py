@@ -2,9 +2,22 @@
 
 Pure state machines: no sockets, no clock. cardd feeds them hardware events, media-engine
 events, commands and tick numbers, and carries out the actions they return.
-"""
-from drivers.signaling.analog.config import AnalogConfig, SignalingError
-from drivers.signaling.analog.fxo import FxoLine, FxoState
-from drivers.signaling.analog.fxs import FxsLine, FxsState
 
-__all__ = ["AnalogConfig", "SignalingError", "FxsLine", "FxsState", "FxoLine", "FxoState"]
+Names are loaded on first use, so that `python -m drivers.signaling.analog.timers` (the
+on_tick benchmark) runs its module only once.
+"""
+import importlib
+
+_EXPORTS = {
+    "AnalogConfig": "config", "SignalingError": "config",
+    "FxsLine": "fxs", "FxsState": "fxs",
+    "FxoLine": "fxo", "FxoState": "fxo",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
