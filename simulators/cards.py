@@ -71,6 +71,10 @@ class VirtualCards:
         """What the host transmitted on this port during the last tick."""
         return self._from_host[self.by_channel[channel].row]
 
+    def from_host_all(self) -> np.ndarray:
+        """What the host transmitted during the last tick on every port (ports x block)."""
+        return self._from_host
+
     def post_event(self, channel: int, event: HwEvent, span: int = 0, value: int = 0) -> None:
         self._host_events.append(ChannelEvent(channel=channel, event=HwEvent(event),
                                               span=span, value=value))
