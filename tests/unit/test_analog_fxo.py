@@ -151,10 +151,15 @@ SCENARIOS = {
         *[(i, digit(d), [], S.IDLE) for i, d in enumerate("A13812345678C")],
         (40, HwEvent.RINGERON, incoming("13812345678"), S.OFFERED),
     ]),
-    "DTMF caller ID with a reason for absence (D3C: private)": (AnalogConfig(callerid="dtmf"), [
-        *[(i, digit(d), [], S.IDLE) for i, d in enumerate("D3C")],
-        (40, HwEvent.RINGERON, incoming(""), S.OFFERED),
+    "DTMF caller ID in the Taiwan framing (D<number>C)": (AnalogConfig(callerid="dtmf"), [
+        *[(i, digit(d), [], S.IDLE) for i, d in enumerate("D0227654321C")],
+        (40, HwEvent.RINGERON, incoming("0227654321"), S.OFFERED),
     ]),
+    "DTMF caller ID withheld (D3#: private): offered at once without a number": (
+        AnalogConfig(callerid="dtmf"), [
+            *[(i, digit(d), [], S.IDLE) for i, d in enumerate("D3#")],
+            (40, HwEvent.RINGERON, incoming(""), S.OFFERED),
+        ]),
     "stale DTMF digits are not caller ID": (AnalogConfig(callerid="dtmf"), [
         *[(i, digit(d), [], S.IDLE) for i, d in enumerate("A1C")],
         (400, HwEvent.RINGERON, [], S.RING_DETECTED),         # 5 s window passed

@@ -40,8 +40,9 @@ class AnalogConfig:
     # FSK spill starts this long after the first ring (the first cadence cycle's last
     # "on" segment) ends. Must leave room for the spill before the next ring.
     callerid_delay_ms: int = 500
-    # DTMF caller ID framing (ETSI EN 300 659-1 style: A<number>C) and the pause
-    # between its last digit and the first ring.
+    # DTMF caller ID framing sent to a phone (ETSI EN 300 659-1 style: A<number>C) and
+    # the pause between its last digit and the first ring. (FXO reception understands
+    # every common framing: drivers.media.fsk.parse_dtmf_callerid.)
     callerid_dtmf_start: str = "A"
     callerid_dtmf_end: str = "C"
     callerid_dtmf_gap_ms: int = 500

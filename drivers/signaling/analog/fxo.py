@@ -42,6 +42,7 @@ from __future__ import annotations
 import enum
 
 from drivers.backends.base import HookOp, HwEvent
+from drivers.media.fsk import parse_dtmf_callerid
 from drivers.signaling import events as ev
 from drivers.signaling.analog.timers import DIAL_TAG, MEDIA_COMMANDS, LineMachine
 
@@ -226,20 +227,14 @@ class FxoLine(LineMachine):
         return [ev.NewCall(), ev.Emit(ev.Incoming(ani=number, caller_name=name))]
 
     def _dtmf_callerid(self, tick) -> str | None:
-        """The number of a complete DTMF caller ID spill heard just before this ring."""
+        """The number of a DTMF caller ID spill heard just before this ring: "" when the
+        spill says the number is withheld, None when no spill was heard."""
         window = self._ticks(self.cfg.callerid_dtmf_window_ms)
         spill = "".join(d for t, d in self._cid_digits if tick - t <= window)
         self._cid_digits = []
-        start, end = self.cfg.callerid_dtmf_start, self.cfg.callerid_dtmf_end
-        if not spill.endswith(end):
+        if not spill:
             return None
-        body = spill[:-1]
-        first = max(body.rfind(start), body.rfind("D"))
-        if first < 0:
-            return None
-        if body[first] != start:
-            return ""          # D<code>C: a reason for absence (private, unavailable), no number
-        return "".join(c for c in body[first + 1:] if c.isdigit() or c in "*#")
+        return parse_dtmf_callerid(spill) or ""
 
     def _h_callerid_digit(self, tick, event):
         if self.cfg.callerid == "dtmf":
