@@ -35,6 +35,7 @@ Event sample numbers count samples given to ``process`` (plus ``sample0``): an e
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -61,6 +62,7 @@ FAX_TONES = {
 PURITY = 0.75          # share of block energy a band must hold to count as on
 COMPONENT_SHARE = 0.2  # each component of a dual tone holds at least this share of the band
 DEBOUNCE = 2           # blocks of the opposite decision before a band changes state
+_NEVER = np.iinfo(np.int64).max
 
 
 class TonePlanError(ValueError):
@@ -241,6 +243,16 @@ def _as_plan(plan: TonePlan | str | os.PathLike) -> TonePlan:
 
 
 # ---- generator ------------------------------------------------------------------------------
+def _run_left(gate: np.ndarray) -> np.ndarray:
+    """For each position of a cadence gate: samples until its value changes."""
+    if len(gate) == 1:
+        return np.array([np.iinfo(np.int64).max // 2], dtype=np.int64)
+    edges = np.flatnonzero(np.diff(gate.astype(np.int8))) + 1
+    ends = np.concatenate([edges, [len(gate)]])
+    run_end = np.repeat(ends, np.diff(np.concatenate([[0], ends])))
+    return run_end - np.arange(len(gate))
+
+
 class ToneGenerator:
     """Plays plan tones on rows: ``start(row, name)``, ``stop(row)``, ``generate()`` per tick.
 
@@ -277,6 +289,12 @@ class ToneGenerator:
             at += len(gate)
             gates.append(gate)
         self._gate = np.concatenate(gates)
+        # samples left before the gate changes, from each position (a block that ends
+        # before the next edge is gated as a whole)
+        self._left = np.concatenate([_run_left(g) for g in gates])
+        n = np.arange(block)
+        self._cos_n = np.cos(self._dphi[:, :, None] * n)      # (tones, nf, block)
+        self._sin_n = np.sin(self._dphi[:, :, None] * n)
         self.active = np.zeros(rows, dtype=bool)
         self.tone = np.zeros(rows, dtype=np.int64)
         self._phase = np.zeros((rows, nf))
@@ -305,15 +323,26 @@ class ToneGenerator:
         idx = np.flatnonzero(self.active)
         if idx.size == 0:
             return out
-        t = self.tone[idx]
-        dphi = self._dphi[t]                                     # (k, nf)
-        ph = self._phase[idx][:, :, None] + dphi[:, :, None] * self._n   # (k, nf, block)
-        wave = np.einsum("kf,kfn->kn", self._amp[t], np.sin(ph))
-        pos = (self._pos[idx][:, None] + self._n) % self._cycle[t][:, None]
-        wave *= self._gate[self._gate_at[t][:, None] + pos]
-        out[idx] = wave
-        self._phase[idx] = np.mod(self._phase[idx] + dphi * self.block, 2 * math.pi)
-        self._pos[idx] = (self._pos[idx] + self.block) % self._cycle[t]
+        tones = self.tone[idx]
+        for t in np.unique(tones):                    # a few distinct tones, many rows each
+            r = idx[tones == t]
+            ph = self._phase[r]                                   # (k, nf) at block start
+            amp = self._amp[t]
+            # sin(ph + w n) = sin(ph) cos(w n) + cos(ph) sin(w n): two small matrix products
+            wave = (np.sin(ph) * amp) @ self._cos_n[t] + (np.cos(ph) * amp) @ self._sin_n[t]
+            cycle = self._cycle[t]
+            if cycle > 1:
+                pos = self._pos[r]
+                at = self._gate_at[t] + pos
+                whole = self._left[at] >= self.block
+                wave[whole & ~self._gate[at]] = 0.0              # inside a pause
+                edge = np.flatnonzero(~whole)                     # a cadence edge inside
+                if edge.size:
+                    p = (pos[edge][:, None] + self._n) % cycle
+                    wave[edge] *= self._gate[self._gate_at[t] + p]
+                self._pos[r] = (pos + self.block) % cycle
+            out[r] = wave
+            self._phase[r] = np.mod(ph + self._dphi[t] * self.block, 2 * math.pi)
         return out
 
     def _check_row(self, row: int) -> None:
@@ -397,9 +426,12 @@ class ToneDetector:
         self._pend = np.zeros((rows, nb), dtype=np.int64)
         self._seg_start = np.zeros((rows, nb), dtype=np.int64)
         self._enabled_at = np.zeros(rows, dtype=np.int64)
-        self._next_check = np.full((rows, nb), np.iinfo(np.int64).max, dtype=np.int64)
+        self._next_check = np.full((rows, nb), _NEVER, dtype=np.int64)
+        self._row_tones: list[list[tuple[int, ...]]] = [[()] * nb for _ in range(rows)]
+        self._bounds_cache: dict[tuple[tuple[int, ...], bool], list[int]] = {}
         self._latched = np.full((rows, nb), -1, dtype=np.int64)
         self._hist: dict[tuple[int, int], list[tuple[bool, int, bool]]] = {}
+        self._confirm = [s.confirm_elements for s in self._specs]
         self._keep = max((s.confirm_elements for s in self._specs if s.cadence_ms), default=1) + 1
 
     # -- control
@@ -418,6 +450,8 @@ class ToneDetector:
         self._band_used[row] = False
         for i in np.flatnonzero(self._mask[row]):
             self._band_used[row, self._band_of[i]] = True
+        self._row_tones[row] = [tuple(t for t in bd.tones if self._mask[row, t])
+                                for bd in self._bands]
         self._reset_row(row)
         self.enabled[row] = True
 
@@ -437,7 +471,7 @@ class ToneDetector:
         self._pend[row] = 0
         self._seg_start[row] = self.sample
         self._enabled_at[row] = self.sample
-        self._next_check[row] = np.iinfo(np.int64).max
+        self._next_check[row] = _NEVER
         self._latched[row] = -1
         for b in range(len(self._bands)):
             self._hist.pop((row, b), None)
@@ -506,14 +540,14 @@ class ToneDetector:
 
     def _status(self, tone: int, hist, on: bool, elapsed: int, trunc: bool) -> tuple[bool, bool, float]:
         """(consistent, confirmed, misfit) of one tone against a band's recent segments."""
-        spec = self._specs[tone]
-        if spec.continuous:
-            return on, on and elapsed >= self._min_samples[tone], 0.0
         els = self._elements[tone]
+        if not els:                              # continuous
+            return on, on and elapsed >= self._min_samples[tone], 0.0
         m = len(els)
-        window = hist[-spec.confirm_elements:]
+        need = self._confirm[tone]
+        window = hist[-need:]
         if window and not window[0][0]:          # evidence always starts with a burst
-            window = hist[-spec.confirm_elements - 1:]
+            window = hist[-need - 1:]
         first_on = window[0][0] if window else on
         best = None
         for j in range(0 if first_on else 1, m, 2):
@@ -538,48 +572,59 @@ class ToneDetector:
                 best = (count, misfit)
         if best is None:
             return False, False, 0.0
-        return True, best[0] >= spec.confirm_elements, best[1]
+        return True, best[0] >= need, best[1]
 
     def _evaluate(self, row: int, b: int, now: int) -> int | None:
         hist = self._hist.get((row, b), [])
         on = bool(self.on[row, b])
-        elapsed = now - int(self._seg_start[row, b])
-        trunc = self._seg_start[row, b] == self._enabled_at[row]
-        tones = [t for t in self._bands[b].tones if self._mask[row, t]]
-        self._schedule(row, b, tones, on, elapsed)
-        latched = int(self._latched[row, b])
-        if latched >= 0:
-            if self._status(latched, hist, on, elapsed, trunc)[0]:
-                return None
-            self._latched[row, b] = -1            # the tone stopped or changed: re-arm
-            self._hist[(row, b)] = hist = []      # what plays now starts a fresh history
-        consistent, confirmed = [], []
-        for t in tones:
-            c, ok, misfit = self._status(t, hist, on, elapsed, trunc)
-            if c:
-                consistent.append(t)
-                if ok:
-                    confirmed.append((misfit, t))
-        if confirmed and len(consistent) == len(confirmed):
-            tone = min(confirmed)[1]
-            self._latched[row, b] = tone
-            return tone
-        return None
-
-    def _schedule(self, row: int, b: int, tones: list[int], on: bool, elapsed: int) -> None:
-        """Next time the ongoing segment crosses a bound that can change a decision."""
-        bounds = []
-        for t in tones:
-            if self._specs[t].continuous:
-                if on:
-                    bounds.append(self._min_samples[t])
-            else:
-                for k, el in enumerate(self._elements[t]):
-                    if (k % 2 == 0) == on:
-                        bounds += (el.lo, el.hi + 1)
-        later = [x for x in bounds if x > elapsed]
         start = int(self._seg_start[row, b])
-        self._next_check[row, b] = start + min(later) if later else np.iinfo(np.int64).max
+        elapsed = now - start
+        trunc = start == self._enabled_at[row]
+        tones = self._row_tones[row][b]
+        latched = int(self._latched[row, b])
+        found = None
+        if latched >= 0 and self._status(latched, hist, on, elapsed, trunc)[0]:
+            pass                                   # the latched tone goes on
+        else:
+            if latched >= 0:
+                self._latched[row, b] = latched = -1   # it stopped or changed: re-arm
+                self._hist[(row, b)] = hist = []       # what plays now starts afresh
+            consistent, confirmed = 0, []
+            for t in tones:
+                c, ok, misfit = self._status(t, hist, on, elapsed, trunc)
+                if c:
+                    consistent += 1
+                    if ok:
+                        confirmed.append((misfit, t))
+            if confirmed and consistent == len(confirmed):
+                found = latched = min(confirmed)[1]
+                self._latched[row, b] = found
+        # next time the ongoing segment crosses a bound that can change a decision
+        bounds = self._bounds((latched,) if latched >= 0 else tones, on)
+        k = bisect.bisect_right(bounds, elapsed)
+        self._next_check[row, b] = start + bounds[k] if k < len(bounds) else _NEVER
+        return found
+
+    def _bounds(self, tones: tuple[int, ...], on: bool) -> list[int]:
+        """Durations of an ongoing segment at which some tone's verdict may change: an
+        on-period becomes too long (or long enough for a continuous tone); a pause becomes
+        long enough to count, or too long."""
+        key = (tones, on)
+        cached = self._bounds_cache.get(key)
+        if cached is None:
+            bounds = set()
+            for t in tones:
+                if self._specs[t].continuous:
+                    if on:
+                        bounds.add(self._min_samples[t])
+                    continue
+                for k, el in enumerate(self._elements[t]):
+                    if k % 2 == 0 and on:
+                        bounds.add(el.hi + 1)
+                    elif k % 2 == 1 and not on:
+                        bounds.update((el.lo, el.hi + 1))
+            cached = self._bounds_cache[key] = sorted(bounds)
+        return cached
 
 
 def _bench(argv=None) -> None:
