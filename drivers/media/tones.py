@@ -25,7 +25,8 @@ Detection, per tick (one block, 20 ms by default), for every enabled row:
    burst, ~1.1 s after it starts) and no other enabled tone of that band could still
    match. A continuous tone (dial, CED) is reported once it has lasted ``min_ms`` *and*
    longer than any enabled cadenced tone's on-period of the same band could last: dial
-   alone is reported after 300 ms; with ringback also enabled, after ~1.2 s.
+   alone is reported after 300 ms; with ringback also enabled, after ~1.2 s. A burst
+   already under way when detection is enabled counts if what is left of it still fits.
 4. Each detection is reported once per occurrence: the tone stays latched while its
    cadence goes on and is re-armed when it stops (a pause longer than the cadence allows)
    or changes.
