@@ -108,6 +108,7 @@ class DahdiEmulation:
         self.channels: dict[int, _Channel] = {}
         self._next_fd = 1000
         self._parked: list[tuple[object, SyscallRequest]] = []
+        self.tick_open = False        # a tick was delivered and is not finished yet
         self._span_in_alarm = {s: bool(a) for s, a in cards.span_alarms.items()}
         self._chanpos = {}
         for span in {p.info.span for p in cards.ports}:
@@ -136,7 +137,13 @@ class DahdiEmulation:
 
     # ---- the clock side (called by the simulator's tick loop) -----------------------------
     def deliver(self) -> None:
-        """This tick's rx audio and events become readable on every open channel."""
+        """This tick's rx audio and events become readable on every open channel.
+
+        A tick the host has not finished writing ends here, as a card's interrupt would end
+        it: what was written goes out, silence where nothing was (an underrun)."""
+        if self.tick_open:
+            self.finish_tick()
+        self.tick_open = True
         self.route_events()
         rows = self.cards.host_rx()
         for ch in self.channels.values():
@@ -160,8 +167,16 @@ class DahdiEmulation:
         need = self.cards.block
         return bool(self.channels) and all(len(ch.tx) >= need for ch in self.channels.values())
 
+    def finish_if_answered(self) -> bool:
+        """Finish the delivered tick if every open channel has written it. True when no
+        delivered tick is waiting for the host any more."""
+        if self.tick_open and self.answered():
+            self.finish_tick()
+        return not self.tick_open
+
     def finish_tick(self) -> None:
         """Hand what the host wrote for this tick to the cards (silence where it did not)."""
+        self.tick_open = False
         block = self.cards.block
         tx = np.full((len(self.cards.ports), block), self.cards.silence, dtype=np.uint8)
         for ch in self.channels.values():
@@ -488,10 +503,10 @@ class DahdiEmulationFrontend(Frontend):
 
     The simulator's clock loop owns time: deliver() makes the tick's audio and events
     readable (answering reads that were waiting for it); collect(deadline) serves calls
-    until every open channel wrote its tick (lockstep) or the deadline passes, then hands
-    the host's audio to the cards. With deadline None it waits for the host, but returns
-    when the host closes its last file, and gives up (forgetting the host's files) after
-    `host_timeout_s` without a single call.
+    until every open channel wrote its tick, which then goes to the cards (lockstep), or
+    the deadline passes. With deadline None it waits for the host, but returns when the
+    host closes its last file, and gives up (forgetting the host's files) after
+    `host_timeout_s` without a single call. connected(): the host has a channel open.
     """
 
     def __init__(self, cards: VirtualCards, endpoint: str, *,
@@ -521,18 +536,22 @@ class DahdiEmulationFrontend(Frontend):
 
     def deliver(self) -> None:
         self._serve_ready()
+        self.emulation.finish_if_answered()
         self.emulation.deliver()
         self._send_wakeups()
 
     def collect(self, deadline: float | None) -> bool:
+        """Serve calls until the host has written the delivered tick on every channel it has
+        open (True), or until the deadline (False; the tick then ends at the next deliver).
+        May be called again for the same tick, as the fast clock does."""
         emu = self.emulation
         while True:
             self._serve_ready()
-            if emu.answered():
-                break
+            if emu.finish_if_answered() and self.connected():
+                return True
             if self._host_left:      # a clean close: no host to wait for
                 self._host_left = False
-                break
+                return False
             now = time.monotonic()
             if deadline is None:
                 if now - self._last_call > self.host_timeout_s:
@@ -540,16 +559,13 @@ class DahdiEmulationFrontend(Frontend):
                         log.warning("DAHDI host silent for %.1f s: closing its %d files",
                                     self.host_timeout_s, len(emu.files))
                         emu.reset_host()
-                    break
+                    return False
                 wait = self._last_call + self.host_timeout_s - now
             else:
                 wait = deadline - now
                 if wait <= 0:
-                    break
+                    return False
             self._sock.poll(max(1, int(wait * 1000)), self._zmq.POLLIN)
-        answered = emu.answered()
-        emu.finish_tick()
-        return answered
 
     def connected(self) -> bool:
         return bool(self.emulation.channels)
@@ -594,3 +610,86 @@ class DahdiEmulationFrontend(Frontend):
             self._sock.send_multipart([*envelope, reply.encode()], self._zmq.NOBLOCK)
         except self._zmq.ZMQError as exc:
             log.warning("DAHDI reply not sent: %s", exc)
+
+
+# ---- benchmark: the dahdi backend against the emulation ------------------------------------
+def bench(channels: int = 30, ticks: int = 200) -> dict:
+    """ms per tick of DahdiBackend.exchange() against the emulation, in-process and over
+    ZeroMQ (ipc) with the fast clock in a thread. Emulation cost, not the kernel's."""
+    import tempfile
+    import threading
+
+    from drivers.backends.base import PortInfo, SpanInfo
+    from drivers.backends.dahdi import DahdiBackend
+    from simulators.clock import Clock
+
+    spans = [SpanInfo(1, "bench", "analog")]
+    ports = [PortInfo(i + 1, 1, PortKind.FXS) for i in range(channels)]
+    out = {"channels": channels, "ticks": ticks}
+
+    cards = VirtualCards(spans, ports)
+    emu = DahdiEmulation(cards)
+
+    def step():
+        emu.finish_tick()
+        cards.next_tick()
+        emu.deliver()
+    emu.on_block = step
+    be = DahdiBackend(ports, emulation=emu)
+    be.open()
+    tx = np.full((channels, cards.block), cards.silence, dtype=np.uint8)
+    t0 = time.perf_counter()
+    for _ in range(ticks):
+        be.exchange(tx)
+    out["inprocess_ms_per_tick"] = (time.perf_counter() - t0) * 1e3 / ticks
+    be.close()
+
+    class Quiet:
+        def step(self, tick):
+            pass
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cards = VirtualCards(spans, ports)
+        fe = DahdiEmulationFrontend(cards, f"ipc://{tmp}/dahdi.sock")
+        clock = Clock(cards, Quiet(), fe, mode="fast")
+        ready = threading.Event()
+
+        def run():
+            fe.start()
+            ready.set()
+            try:
+                clock.run()
+            finally:
+                fe.close()
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        ready.wait(5)
+        be = DahdiBackend(ports, emulation=fe.endpoint)
+        be.open()
+        t0 = time.perf_counter()
+        for _ in range(ticks):
+            be.exchange(tx)
+        out["zeromq_ms_per_tick"] = (time.perf_counter() - t0) * 1e3 / ticks
+        be.close()
+        clock.stop()
+        th.join(5)
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description="ctisim DAHDI emulation tools")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench", help="time the dahdi backend against the emulation")
+    b.add_argument("--channels", type=int, default=30)
+    b.add_argument("--ticks", type=int, default=200)
+    args = ap.parse_args(argv)
+    r = bench(args.channels, args.ticks)
+    print(f"dahdi backend on the emulation, {r['channels']} channels, {r['ticks']} ticks: "
+          f"in-process {r['inprocess_ms_per_tick']:.2f} ms per tick, "
+          f"over ZeroMQ {r['zeromq_ms_per_tick']:.2f} ms per tick")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

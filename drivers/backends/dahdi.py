@@ -3,7 +3,7 @@
 open(): per configured port, open /dev/dahdi/channel, DAHDI_SPECIFY the channel, set its
 buffers (DAHDI_SET_BUFINFO), DAHDI_SET_BLOCKSIZE and DAHDI_SETLAW, then check with
 DAHDI_GET_PARAMS that DAHDI signals it as the configured port kind; spans from
-DAHDI_SPANSTAT. exchange(tx): one hl_exchange call writes every tx row then reads every rx
+DAHDI_SPANSTAT; finally DAHDI_FLUSH every channel's audio so all rows start together. exchange(tx): one hl_exchange call writes every tx row then reads every rx
 row (the blocking read is the clock); channels refused with ELAST have their events fetched
 with DAHDI_GETEVENT and their block written/read again. Span alarms come from
 DAHDI_SPANSTAT, polled at most once a second (counted in ticks).
@@ -164,6 +164,14 @@ class DahdiBackend(Backend):
             for port in self.ports:
                 self._open_channel(port)
             spans = self._read_spans()
+            # Start every channel's audio from the same block: drop what queued up while
+            # the channels were being opened one by one.
+            with self._seam_errors():
+                for port, fd in zip(self.ports, self._fds):
+                    try:
+                        D.flush(fd, D.DAHDI_FLUSH_READ | D.DAHDI_FLUSH_WRITE)
+                    except D.DahdiError as exc:
+                        raise BackendError(f"channel {port.channel}: {exc}") from None
         except BaseException:
             self._release()
             raise

@@ -21,6 +21,7 @@ from drivers.backends.dahdi import DahdiBackend, bench
 from drivers.media import g711
 from drivers.native import dahdi as D
 from simulators.cards import VirtualCards
+from simulators.clock import Clock
 from simulators.dahdi_emulation import DahdiEmulation, DahdiEmulationFrontend
 
 SPANS = [SpanInfo(1, "analog-1", "analog"), SpanInfo(2, "e1-2", "e1")]
@@ -100,7 +101,7 @@ def test_request_numbers_and_struct_layouts_are_the_headers(rig):
     seen = rig.emu.ioctls
     assert seen[D.DAHDI_HOOK] == 1
     for name in ("DAHDI_SPECIFY", "DAHDI_SET_BLOCKSIZE", "DAHDI_SET_BUFINFO", "DAHDI_SETLAW",
-                 "DAHDI_GET_PARAMS"):
+                 "DAHDI_GET_PARAMS", "DAHDI_FLUSH"):
         assert seen[getattr(D, name)] == len(PORTS), name
     assert seen[D.DAHDI_SPANSTAT] == len(SPANS)
     assert set(seen) <= set(D.REQUEST_NAMES)
@@ -371,6 +372,55 @@ def test_raw_calls_through_the_seam_get_the_kernels_answers(rig):
     assert err.value.errno == errno.EBADF
 
 
+def test_an_unanswered_tick_ends_at_the_next_delivery_with_silence(rig):
+    emu, cards = rig.emu, rig.cards
+    D.use_emulation(emu)
+    fds = [D.open_file(), D.open_file()]
+    D.specify(fds[0], FXS)
+    D.specify(fds[1], FXO)
+    for fd in fds:
+        D.set_blocksize(fd, 160)
+    emu.deliver()
+    D.write(fds[0], b"\x11" * 160)              # FXO's channel never writes this tick
+    assert not emu.answered() and not emu.finish_if_answered()
+    cards.next_tick()
+    emu.deliver()                               # the card moves on regardless
+    assert (cards.from_host(FXS) == 0x11).all()
+    assert (cards.from_host(FXO) == cards.silence).all()
+    D.write(fds[0], b"\x22" * 160)
+    D.write(fds[1], b"\x33" * 160)
+    assert emu.finish_if_answered()             # both wrote: the tick goes out at once
+    assert (cards.from_host(FXO) == 0x33).all()
+
+
+def test_malformed_calls_get_errors_not_exceptions(rig, tmp_path):
+    emu = rig.emu
+    fd = emu.handle(D.SyscallRequest("open", data=D.DEVICE.encode())).ret
+    emu.handle(D.SyscallRequest("ioctl", fd, D.DAHDI_SPECIFY, (1).to_bytes(4, "little")))
+    short = emu.handle(D.SyscallRequest("ioctl", fd, D.DAHDI_HOOK, b"\0\0"))
+    assert (short.ret, short.err) == (-1, errno.EFAULT)
+    assert emu.handle(D.SyscallRequest("open", data=b"/dev/dahdi/ctl")).err == errno.ENOENT
+    assert emu.handle(D.SyscallRequest("write", 4242, 3, b"abc")).err == errno.EBADF
+
+    import zmq
+    fe = DahdiEmulationFrontend(rig.cards, f"ipc://{tmp_path}/fe.sock", emulation=emu)
+    fe.start()
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    try:
+        req.connect(fe.endpoint)
+        req.send(b"\x09junk")
+        for _ in range(50):
+            fe.collect(time.monotonic() + 0.1)
+            if req.poll(0):
+                break
+        reply = D.SyscallReply.decode(req.recv(zmq.NOBLOCK))
+        assert (reply.ret, reply.err) == (-1, errno.EPROTO)
+    finally:
+        req.close(0)
+        fe.close()
+
+
 def test_libc_exchange_over_real_file_descriptors():
     r = bench(channels=8, ticks=3)      # loopback sockets: each block comes back
     assert r["channels"] == 8 and r["ms_per_tick"] > 0
@@ -397,17 +447,36 @@ def test_an_unreachable_emulation_is_a_backend_error(tmp_path):
 
 
 # ---- over ZeroMQ ---------------------------------------------------------------------------
+class RecordingWorld:
+    """The far side for the clock: fresh random audio on every port each tick, a record
+    of what the host transmitted, and events posted at chosen ticks."""
+
+    def __init__(self, cards):
+        self.cards = cards
+        self.rng = np.random.default_rng(3)
+        self.sent, self.received, self.hooks = {}, {}, []
+        self.posts: dict[int, list] = {}
+        cards.hook_listeners.append(lambda p, op: self.hooks.append((p.channel, op)))
+
+    def step(self, tick):
+        cards = self.cards
+        self.received[tick] = np.stack([cards.from_host(p.channel) for p in cards.ports])
+        rows = self.rng.integers(0, 256, (len(cards.ports), cards.block), dtype=np.uint8)
+        for p in cards.ports:
+            cards.to_host(p.channel)[:] = rows[p.row]
+        self.sent[tick] = rows
+        for ch, ev in self.posts.pop(tick, []):
+            cards.post_event(ch, ev)
+
+
 class LockstepSim:
-    """ctisim's part in a thread: a fast (lockstep) clock driving the frontend."""
+    """ctisim's part in a thread: the fast (lockstep) clock driving the DAHDI frontend."""
 
     def __init__(self, endpoint):
         self.cards = VirtualCards(SPANS, PORTS)
-        self.frontend = DahdiEmulationFrontend(self.cards, endpoint, host_timeout_s=5.0)
-        self.rng = np.random.default_rng(3)
-        self.sent, self.received, self.hooks = {}, {}, []
-        self.cards.hook_listeners.append(lambda p, op: self.hooks.append((p.channel, op)))
-        self.posts: dict[int, list] = {}        # tick -> events to post at that tick
-        self.stop = threading.Event()
+        self.world = RecordingWorld(self.cards)
+        self.frontend = DahdiEmulationFrontend(self.cards, endpoint)
+        self.clock = Clock(self.cards, self.world, self.frontend, mode="fast")
         self.started = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -415,25 +484,14 @@ class LockstepSim:
         self.frontend.start()
         self.started.set()
         try:
-            while not self.stop.is_set():
-                self.cards.next_tick()
-                t = self.cards.tick
-                self.received[t] = np.stack([self.cards.from_host(p.channel)
-                                             for p in self.cards.ports])
-                rows = self.rng.integers(0, 256, (4, 160), dtype=np.uint8)
-                for p in self.cards.ports:
-                    self.cards.to_host(p.channel)[:] = rows[p.row]
-                self.sent[t] = rows
-                for ch, ev in self.posts.pop(t, []):
-                    self.cards.post_event(ch, ev)
-                self.frontend.deliver()
-                self.frontend.collect(None)
+            self.clock.run()
         finally:
             self.frontend.close()
 
 
-def test_over_zeromq_with_a_lockstep_clock(tmp_path):
+def test_over_zeromq_with_the_fast_clock(tmp_path):
     sim = LockstepSim(f"ipc://{tmp_path}/dahdi.sock")
+    world = sim.world
     sim.thread.start()
     assert sim.started.wait(5)
     be = DahdiBackend(PORTS, emulation=sim.frontend.endpoint, timeout_s=5.0)
@@ -449,21 +507,21 @@ def test_over_zeromq_with_a_lockstep_clock(tmp_path):
             results.append((tx, got))
             if k == 2:
                 be.hook(FXS, HookOp.RING)
-                # the next exchange's tx answers tick T+1; its events are posted at T+2
-                sim.posts[max(sim.sent) + 2] = [(FXS, HwEvent.RINGOFFHOOK)]
-        first = max(sim.sent) - 7            # the cards' tick of the first exchange
+                # the clock waits for our next tx before its next tick: post two ticks on
+                world.posts[max(world.sent) + 2] = [(FXS, HwEvent.RINGOFFHOOK)]
+        first = max(world.sent) - 7              # the cards' tick of the first exchange
         for k, (tx, got) in enumerate(results):
-            t = first + k
-            assert np.array_equal(got.rx, sim.sent[t]), k
-            assert np.array_equal(sim.received[t], tx), k
+            assert np.array_equal(got.rx, world.sent[first + k]), k
+            assert np.array_equal(world.received[first + k], tx), k
         events = [(k, e) for k, (_, got) in enumerate(results) for e in got.events]
         assert events == [(4, ChannelEvent(channel=FXS, event=HwEvent.RINGOFFHOOK))]
-        assert sim.hooks == [(FXS, HookOp.RING)]
+        assert world.hooks == [(FXS, HookOp.RING)]
         assert sim.frontend.emulation.ioctls[D.DAHDI_HOOK] == 1
         assert sim.frontend.connected()
     finally:
-        sim.stop.set()          # the clock stops after the tick the host's close ends
         be.close()
+        sim.clock.stop()
         sim.thread.join(10)
     assert not sim.thread.is_alive()
     assert not sim.frontend.connected()
+    assert sim.clock.stats.stopped_by == "stop"
