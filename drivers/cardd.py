@@ -137,9 +137,6 @@ class Cardd:
         self.span_alarms = {s.span: s.alarms for s in inv.spans}
         self.publisher = EventPublisher(self.ctx, cfg.events_endpoint, cfg.node)
         self.commands = CommandServer(self.ctx, cfg.commands_endpoint)
-        for ch in cfg.channels:
-            if ch.options.get("echo_cancel"):
-                self.engine.echo_cancel(self.slots[ch.channel].row, True)
         self._publish(0, 0, "", "node_started",
                       cardd_pb2.NodeStarted(spans=len(inv.spans), channels=len(self.slots)))
         self._update_channel_gauges()
@@ -273,6 +270,16 @@ class Cardd:
         slot = self._slot(cmd.channel)
         if kind in _LINE_COMMANDS:
             args = _LINE_COMMANDS[kind](cmd)
+            # Check media arguments before the line changes state, so a refusal changes nothing.
+            if kind == "play_tone" and args["tone"] not in self.engine.plan:
+                raise CommandError(f"tone plan {self.engine.plan.name!r} has no tone "
+                                   f"{args['tone']!r}; it has {', '.join(self.engine.plan.names())}")
+            if kind == "play_prompt":
+                if not args["files"]:
+                    raise CommandError("play_prompt needs at least one file")
+                for f in args["files"]:
+                    if not os.path.isfile(f):
+                        raise CommandError(f"prompt file {f!r} does not exist")
             actions = slot.line.on_command(kind, self.tick, **args)
             self._carry_out(slot, actions)
             return cardd_pb2.Reply(ok=True, call_id=slot.call_id)
@@ -315,6 +322,9 @@ class Cardd:
     def channel_state(self, slot: Slot) -> int:
         if slot.faulted or not slot.in_service:
             return cardd_pb2.OUT_OF_SERVICE
+        wire = getattr(slot.line, "wire_state", None)      # the line's own word for it
+        if wire and wire in cardd_pb2.ChannelState.keys():
+            return cardd_pb2.ChannelState.Value(wire)
         name = getattr(getattr(slot.line, "state", None), "name", "IDLE").upper()
         return _STATE_MAP.get(name, cardd_pb2.CONNECTED if slot.call_id else cardd_pb2.IDLE)
 
