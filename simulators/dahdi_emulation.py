@@ -43,6 +43,7 @@ log = logging.getLogger("ctisim.dahdi")
 MAX_EVENTS = 64          # DAHDI keeps this many events per channel (DAHDI_MAX_EVENTSIZE)
 MAX_NUM_BUFS = 32        # DAHDI_SET_BUFINFO accepts 2..32 buffers
 CAS_IDLE = 0b1001        # ABCD idle pattern of an E1 CAS timeslot
+_HOOK_OPS = frozenset(int(op) for op in HookOp)
 
 _DEFAULT_SIGTYPE = {
     PortKind.FXS: D.DAHDI_SIG_FXOKS,   # our port feeds a phone: FXO signalling in DAHDI
@@ -382,7 +383,7 @@ class DahdiEmulation:
     def _hook(self, f: _File, data: bytes) -> None:
         ch = self.channels[f.channel]
         op = _int(data)
-        if not ch.analog or op not in HookOp.__members__.values():
+        if not ch.analog or op not in _HOOK_OPS:
             raise _Errno(errno.EINVAL)
         ch.txhooksig = op
         self.cards.host_hook(ch.port.channel, HookOp(op))
@@ -523,10 +524,9 @@ class DahdiEmulationFrontend(Frontend):
 
     def start(self) -> None:
         import zmq
-        if self.endpoint.startswith("ipc://"):
-            parent = os.path.dirname(self.endpoint[len("ipc://"):])
-            if parent:
-                os.makedirs(parent, exist_ok=True)
+
+        from drivers.bus import ensure_ipc_dir
+        ensure_ipc_dir(self.endpoint)
         ctx = self._context or zmq.Context.instance()
         self._zmq = zmq
         self._sock = ctx.socket(zmq.ROUTER)

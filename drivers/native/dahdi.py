@@ -17,6 +17,7 @@ import dataclasses
 import errno as _errno
 import os
 import struct
+from typing import Protocol
 
 import numpy as np
 
@@ -271,7 +272,13 @@ def encode_revents(revents: list[int]) -> bytes:
     return struct.pack(f"<{len(revents)}h", *revents)
 
 
-_client = None
+class EmulationClient(Protocol):
+    """What use_emulation() forwards to: the simulator's emulation or a socket to it."""
+
+    def call(self, req: SyscallRequest) -> SyscallReply: ...
+
+
+_client: EmulationClient | None = None
 _callback_error: BaseException | None = None
 
 
@@ -282,7 +289,7 @@ def use_libc() -> None:
     _client = None
 
 
-def use_emulation(client) -> None:
+def use_emulation(client: EmulationClient) -> None:
     """System calls go to client.call(SyscallRequest) -> SyscallReply."""
     global _client
     if not callable(getattr(client, "call", None)):
@@ -291,7 +298,7 @@ def use_emulation(client) -> None:
     lib.hl_use_python()
 
 
-def emulation_client():
+def emulation_client() -> EmulationClient | None:
     """The client the seam forwards to, or None when system calls go to libc."""
     return _client if lib.hl_using_python() else None
 
