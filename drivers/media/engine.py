@@ -139,7 +139,6 @@ class MediaEngine:
         self._r2_dir: dict[int, str] = {}             # row -> direction it detects
         self._r2_sending: dict[int, str] = {}         # row -> direction it sends
         self._echo = None                             # echo.EchoBank, made on first use
-        self._tx_ref: np.ndarray | None = None        # last tick's tx (linear), echo rows
         self._barge_pending: dict[int, Finished] = {}  # row -> barged playback, digit awaited
         self._pending_done: list[PlayDone] = []        # from control calls, out next tick
         self.stats = {"ticks": 0, "digits": 0, "callerid_invalid": 0}
@@ -330,17 +329,23 @@ class MediaEngine:
         return gen
 
     # ---- echo and taps ------------------------------------------------------------------
-    def echo_cancel(self, row: int, on: bool = True) -> None:
+    def echo_cancel(self, row: int, on: bool = True, taps: int | None = None) -> None:
+        """Cancel line echo on `row` (analog ports). Turning it on again on a row that
+        has it keeps what the canceller learned; `taps` (a power of two, default 128)
+        sets the tail beyond the one-block reference delay."""
         row = self._row(row)
         if self._echo is None:
             if not on:
                 return
             from drivers.media.echo import EchoBank
             self._echo = EchoBank(self.rows, self.block)
-        if on:
-            self._echo.enable(row)
-        else:
+        if not on:
             self._echo.disable(row)
+        elif not self._echo.enabled(row) or taps is not None:
+            try:
+                self._echo.enable(row, taps)
+            except ValueError as e:
+                raise MediaError(str(e)) from None
 
     def tap(self, row: int, consumer) -> None:
         row = self._row(row)
@@ -364,7 +369,7 @@ class MediaEngine:
         s0 = self.sample
         pcm = np.take(self._dec, rx)                       # int16 (rows, block)
         if self._echo is not None and self._echo.active:
-            self._echo.process(pcm, self._tx_ref)
+            self._echo.process(pcm)                        # in place, enabled rows only
 
         for d in self.dtmf.process(pcm, s0):
             barged = self._barge_pending.pop(d.row, None)
@@ -417,7 +422,7 @@ class MediaEngine:
         tx = np.take(self._enc, out.astype(np.uint16))
 
         if self._echo is not None and self._echo.active:
-            self._tx_ref = self._dec[tx]
+            self._echo.sent(np.take(self._dec, tx[self._echo.enabled_rows]))
         if self.taps.active:
             self.taps.feed(self.tick_count, rx, tx)
         self.tick_count += 1

@@ -38,7 +38,7 @@ _RAW_EXTENSIONS = {".alaw": "alaw", ".al": "alaw", ".ulaw": "ulaw", ".ul": "ulaw
                    ".mu": "ulaw", ".sln": "sln", ".raw": "sln"}
 
 
-class PromptError(Exception):
+class PromptError(ValueError):
     """A prompt file that cannot be played; the message names the file and the problem."""
 
 

@@ -182,3 +182,47 @@ def test_bad_requests_are_refused_and_change_nothing():
         eng.stop("0")
     tx, events = eng.tick(silence(2))
     assert events == [] and (tx == SIL).all()
+
+
+def echo_call(cancel: bool, seconds: int = 5):
+    """Row 0 is an analog line bridged to row 1. What row 0 sends comes back as echo
+    (one block late plus 20 samples, through a short hybrid response, -10 dB); from 3 s
+    on the local talker on row 0 speaks too (double talk). Returns what row 1 hears and
+    the local talker's audio, aligned."""
+    rng = np.random.default_rng(5)
+    t = np.arange(8000 * seconds) / 8000
+    far = rng.normal(0, 1500, t.size) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    near = np.where(t >= 3, 1200 * np.sin(2 * np.pi * 330 * t) * np.sin(2 * np.pi * 2.5 * t), 0)
+    near = np.concatenate([near, np.zeros(BLOCK)])
+    eng = MediaEngine(2, BLOCK)
+    eng.play(0, far.astype(np.int16))
+    eng.bridge(0, 1)
+    if cancel:
+        eng.echo_cancel(0)
+    h = np.zeros(28)
+    h[20:] = 0.3 * np.array([0.2, 1.0, 0.5, -0.3, 0.1, 0.05, -0.02, 0.01])
+    sent = np.zeros(3 * BLOCK)
+    rx = silence(2)
+    heard = []
+    for k in range(seconds * 50):
+        tx, _ = eng.tick(rx)
+        heard.append(g711.decode("alaw", tx[1]).astype(np.float64))
+        sent = np.concatenate([sent[BLOCK:], g711.decode("alaw", tx[0])])
+        line = np.convolve(sent, h)[2 * BLOCK:3 * BLOCK] + near[(k + 1) * BLOCK:(k + 2) * BLOCK]
+        rx = silence(2)
+        rx[0] = g711.encode("alaw", np.clip(np.rint(line), -32768, 32767).astype(np.int16))
+    heard = np.concatenate(heard)
+    return heard[BLOCK:], near[BLOCK:heard.size]     # rx of tick k is heard in tick k
+
+
+def test_echo_cancelling_removes_our_echo_and_keeps_the_local_talker():
+    plain, near = echo_call(False)
+    clean, _ = echo_call(True)
+    echo_only = slice(2 * 8000, 3 * 8000 - BLOCK)     # after 2 s of learning
+    before = np.sqrt(np.mean(plain[echo_only] ** 2))
+    after = np.sqrt(np.mean(clean[echo_only] ** 2))
+    assert 20 * np.log10(before / after) > 25
+    talk = slice(3 * 8000 + BLOCK, None)
+    assert np.corrcoef(clean[talk], near[talk])[0, 1] > 0.99
+    residual = clean[talk] - near[talk]
+    assert np.sqrt(np.mean(residual ** 2)) < 0.1 * np.sqrt(np.mean(near[talk] ** 2))
