@@ -92,9 +92,8 @@ class WindowedDft:
                  sub: int = SUB, span: int = SPAN):
         if rows < 1:
             raise ValueError(f"rows must be >= 1, not {rows}")
-        if block % sub or block // sub < span:
-            raise ValueError(f"block ({block}) must be a multiple of {sub} and at least "
-                             f"{sub * span} samples")
+        if block % sub or block <= 0:
+            raise ValueError(f"block ({block}) must be a positive multiple of {sub} samples")
         self.rows, self.block, self.sub, self.span = rows, block, sub, span
         self.hops = hops = block // sub
         self.n = sub * span
@@ -119,7 +118,12 @@ class WindowedDft:
         self._h = np.zeros((span + hops, rows, 2 * k), dtype=np.float32)
         self._e = np.zeros((span + hops, rows), dtype=np.float32)
 
-    def push(self, pcm: np.ndarray) -> None:
+    def push(self, pcm: np.ndarray, sel: np.ndarray | None = None) -> None:
+        """Take the next block: all rows, or only rows `sel` (pcm is then still the whole
+        (rows, block) array; the other rows' history goes stale until they are reset)."""
+        if sel is not None:
+            self._push_rows(pcm, sel)
+            return
         hops, s, rows, sub = self.hops, self.span, self.rows, self.sub
         h, e = self._h, self._e
         hc = h.view(np.complex64)
@@ -132,6 +136,15 @@ class WindowedDft:
         np.multiply(x, x, out=self._sq)
         np.matmul(self._sq.reshape(rows * hops, sub), self._ones, out=self._esub.reshape(-1))
         e[s:] = self._esub.T
+
+    def _push_rows(self, pcm: np.ndarray, sel: np.ndarray) -> None:
+        hops, s, sub, n = self.hops, self.span, self.sub, sel.size
+        hc = self._h.view(np.complex64)
+        hc[:s, sel] = np.take(hc[hops:], sel, axis=1) * self._rot[:, :n]
+        self._e[:s, sel] = np.take(self._e[hops:], sel, axis=1)
+        x = np.take(pcm, sel, axis=0).astype(np.float32)
+        self._h[s:, sel] = np.matmul(x.reshape(n, hops, sub).transpose(1, 0, 2), self._basis)
+        self._e[s:, sel] = np.einsum("rpn,rpn->pr", *(x.reshape(n, hops, sub),) * 2)
 
     def block_dft(self) -> np.ndarray:
         hc = self._h.view(np.complex64)[self.span:]
