@@ -282,13 +282,15 @@ class MediaEngine:
         """Detect R2 MF signals of `direction` ("forward": we are the incoming side and
         send backward signals; "backward": the outgoing side), or stop (None)."""
         row = self._row(row)
-        old = self._r2_dir.pop(row, None)
+        if direction is not None:
+            direction = _r2_direction(direction)
+        old = self._r2_dir.get(row)
         if old is not None:
-            self._r2_detector(old).disable(row)
             self._r2_sender_set(row, None)
+            self._r2_detector(old).disable(row)
+            del self._r2_dir[row]
         if direction is None:
             return
-        direction = _r2_direction(direction)
         self._r2_detector(direction).enable(row)
         self._r2_dir[row] = direction
 
@@ -318,7 +320,6 @@ class MediaEngine:
         if det is None:
             from drivers.media.r2mf import R2MfDetector
             det = self._r2_detect[direction] = R2MfDetector(self.rows, direction, block=self.block)
-            det.sample = self.sample
         return det
 
     def _r2_generator(self, direction: str):
@@ -391,7 +392,7 @@ class MediaEngine:
                     self.stats["callerid_invalid"] += 1
                     log.info("row %d: caller ID with a bad checksum ignored", c.row)
         for det in self._r2_detect.values():
-            events.extend(R2Event(s.row, s.signal, s.sample) for s in det.process(pcm))
+            events.extend(R2Event(s.row, s.signal, s.sample) for s in det.process(pcm, s0))
 
         out = self._out
         out.fill(0.0)
@@ -407,7 +408,7 @@ class MediaEngine:
         for direction, gen in self._r2_gen.items():
             if direction in self._r2_sending.values():
                 out += gen.generate()
-                sources += gen.active
+                sources += gen.signal != 0
         for player in (self.prompt_player, self.signal_player):
             if player.active:
                 for f in player.mix_into(out):

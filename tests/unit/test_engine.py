@@ -5,7 +5,7 @@ import pytest
 from drivers.media import g711
 from drivers.media.dtmf import dtmf_tone
 from drivers.media.engine import (CallerIdEvent, DigitEvent, MediaEngine, MediaError, PlayDone,
-                                  ToneEvent)
+                                  R2Event, ToneEvent)
 
 BLOCK = 160
 SIL = g711.ALAW_SILENCE
@@ -226,3 +226,35 @@ def test_echo_cancelling_removes_our_echo_and_keeps_the_local_talker():
     assert np.corrcoef(clean[talk], near[talk])[0, 1] > 0.99
     residual = clean[talk] - near[talk]
     assert np.sqrt(np.mean(residual ** 2)) < 0.1 * np.sqrt(np.mean(near[talk] ** 2))
+
+
+def test_r2_compelled_signalling_between_two_looped_rows():
+    """Row 0 is the outgoing register (sends forward, hears backward), row 1 the incoming
+    one; each row's tx is the other's rx. One compelled cycle: forward 5 on, backward A-1
+    on, forward off, backward off."""
+    eng = MediaEngine(3, BLOCK)
+    eng.r2_detect(0, "backward")
+    eng.r2_detect(1, "forward")
+    eng.r2_send(0, 5)
+    rx = silence(3)
+    seen = []
+    for _ in range(40):
+        tx, events = eng.tick(rx)
+        for e in events:
+            if isinstance(e, R2Event):
+                seen.append((e.row, e.signal))
+                if (e.row, e.signal) == (1, 5):
+                    eng.r2_send(1, 1)          # A-1: send next digit
+                elif (e.row, e.signal) == (0, 1):
+                    eng.r2_send(0, None)
+                elif (e.row, e.signal) == (1, 0):
+                    eng.r2_send(1, None)
+        rx = silence(3)
+        rx[0], rx[1] = tx[1], tx[0]
+    assert seen == [(1, 5), (0, 1), (1, 0), (0, 0)]
+    with pytest.raises(MediaError, match="r2_detect"):
+        eng.r2_send(2, 3)
+    with pytest.raises(MediaError, match="1..15"):
+        eng.r2_send(0, 16)
+    with pytest.raises(MediaError, match="direction"):
+        eng.r2_detect(0, "sideways")
