@@ -106,12 +106,18 @@ enum {
     ECHO_CAN_USE_ADAPTION, ECHO_CAN_USE_NLP, ECHO_CAN_USE_CNG, ECHO_CAN_USE_CLIP,
     ECHO_CAN_USE_SUPPRESSOR, ECHO_CAN_USE_TX_HPF, ECHO_CAN_USE_RX_HPF, ECHO_CAN_DISABLE
 };
-echo_can_state_t *echo_can_init(int len, int adaption_mode);
-int echo_can_free(echo_can_state_t *ec);
-void echo_can_flush(echo_can_state_t *ec);
 void echo_can_adaption_mode(echo_can_state_t *ec, int adaption_mode);
-void hl_echo_block(echo_can_state_t *ec, const int16_t *tx, const int16_t *rx, int16_t *out,
-                   int n);
+typedef struct {
+    echo_can_state_t *ec;
+    int taps;
+    int nlp;
+    int suppressing;
+    ...;
+} hl_ec_t;
+hl_ec_t *hl_ec_new(int taps, int spandsp_mode, int nlp);
+void hl_ec_free(hl_ec_t *h);
+void hl_ec_flush(hl_ec_t *h);
+void hl_ec_block(hl_ec_t *h, const int16_t *tx, const int16_t *rx, int16_t *out, int n);
 
 /* ---- fax (T.30 over V.17/V.29/V.27ter) ---- */
 typedef struct fax_state_s fax_state_t;
@@ -156,6 +162,8 @@ hl_fax_t *hl_fax_new(int calling_party, int receive, const char *file, const cha
 void hl_fax_free(hl_fax_t *h);
 
 /* ---- G3 TIFF pages (libtiff, which SpanDSP's fax uses for its files) ---- */
+extern "Python" void hl_tiff_message(int is_error, const char *module, const char *text);
+void hl_tiff_init(void);
 int hl_tiff_write(const char *path, const uint8_t *bits, int width, const int *rows,
                   int pages, double xres_dpi, double yres_dpi, int group4, char *err, int errlen);
 int hl_tiff_count(const char *path, char *err, int errlen);
@@ -185,12 +193,15 @@ int hl_tone_rx(hl_tone_rx_t *h, const int16_t *amp, int n);
 """
 
 SOURCE = r"""
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 #include <tiffio.h>
 #include <spandsp.h>
+
+static void hl_tiff_message(int is_error, const char *module, const char *text);
 
 /* DTMF: run the detector over one block, then drain the digits it queued. */
 static int hl_dtmf_rx(dtmf_rx_state_t *s, const int16_t *amp, int n, char *out, int max)
@@ -281,13 +292,95 @@ static int hl_adsi_fields(hl_adsi_rx_t *h, int index, uint8_t *types, int *offse
     return count;
 }
 
-/* Echo canceller: echo_can_update is per sample; loop here so Python calls once a block. */
-static void hl_echo_block(echo_can_state_t *ec, const int16_t *tx, const int16_t *rx,
-                          int16_t *out, int n)
+/* Echo canceller. echo_can_update is per sample: the block loop is here so Python calls
+   once a block. SpanDSP 0.0.6's own NLP mutes every received signal quieter than about
+   -10 dBm0 (near-end speech included), so it is never enabled; this NLP instead mutes
+   the canceller's output only while the far end talks alone:
+   - far end active: the loudest |tx| within the echo tail (the last `taps` samples)
+     is above HL_EC_FAR_ACTIVE (about -40 dBm0);
+   - near end silent: Geigel double-talk detection (echo returns at least 6 dB down, so a
+     received peak above half the far end's recent peak is the near end talking), with
+     a hangover so that the ends of near-end words are not clipped. */
+#define HL_EC_FAR_ACTIVE 256
+#define HL_EC_HANGOVER 400
+
+typedef struct {
+    echo_can_state_t *ec;
+    int taps;
+    int nlp;
+    int hangover;
+    int pos;
+    int suppressing;
+    int16_t *hist;
+} hl_ec_t;
+
+static hl_ec_t *hl_ec_new(int taps, int spandsp_mode, int nlp)
+{
+    hl_ec_t *h = (hl_ec_t *) calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    h->hist = (int16_t *) calloc((size_t) taps, sizeof(int16_t));
+    h->ec = echo_can_init(taps, spandsp_mode & ~ECHO_CAN_USE_NLP);
+    if (h->hist == NULL || h->ec == NULL) {
+        if (h->ec)
+            echo_can_free(h->ec);
+        free(h->hist);
+        free(h);
+        return NULL;
+    }
+    h->taps = taps;
+    h->nlp = nlp;
+    return h;
+}
+
+static void hl_ec_free(hl_ec_t *h)
+{
+    if (h == NULL)
+        return;
+    echo_can_free(h->ec);
+    free(h->hist);
+    free(h);
+}
+
+static void hl_ec_flush(hl_ec_t *h)
+{
+    echo_can_flush(h->ec);
+    memset(h->hist, 0, (size_t) h->taps * sizeof(int16_t));
+    h->hangover = 0;
+    h->suppressing = 0;
+}
+
+static void hl_ec_block(hl_ec_t *h, const int16_t *tx, const int16_t *rx, int16_t *out, int n)
 {
     int i;
-    for (i = 0; i < n; i++)
-        out[i] = echo_can_update(ec, tx[i], rx[i]);
+    int a;
+    int rx_peak = 0;
+    int tx_peak = 0;
+    for (i = 0; i < n; i++) {
+        out[i] = echo_can_update(h->ec, tx[i], rx[i]);
+        a = rx[i] < 0 ? -rx[i] : rx[i];
+        if (a > rx_peak)
+            rx_peak = a;
+        a = tx[i] < 0 ? -tx[i] : tx[i];
+        h->hist[h->pos] = (int16_t) (a > 32767 ? 32767 : a);
+        if (++h->pos >= h->taps)
+            h->pos = 0;
+    }
+    h->suppressing = 0;
+    if (!h->nlp)
+        return;
+    for (i = 0; i < h->taps; i++) {
+        if (h->hist[i] > tx_peak)
+            tx_peak = h->hist[i];
+    }
+    if (rx_peak > tx_peak / 2)
+        h->hangover = HL_EC_HANGOVER;
+    else if (h->hangover > 0)
+        h->hangover -= n;
+    if (tx_peak > HL_EC_FAR_ACTIVE && h->hangover <= 0) {
+        memset(out, 0, (size_t) n * sizeof(int16_t));
+        h->suppressing = 1;
+    }
 }
 
 /* Fax: the phase E handler (end of call) records the outcome for Python to read. */
@@ -348,10 +441,46 @@ static void hl_fax_free(hl_fax_t *h)
 }
 
 /* ---- TIFF pages: 1 bit per pixel, 1 = black, rows packed MSB first ---- */
+
+/* libtiff reports problems through process-global handlers that print on stderr by
+   default. Both SpanDSP's fax code and the helpers below use libtiff: route everything
+   to Python logging, and keep the last error of this thread for the helpers' messages. */
+static __thread char hl_tiff_last[256];
+
+static void hl_tiff_report(int is_error, const char *module, const char *fmt, va_list ap)
+{
+    char text[256];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    if (is_error)
+        snprintf(hl_tiff_last, sizeof(hl_tiff_last), "%s", text);
+    hl_tiff_message(is_error, module ? module : "", text);
+}
+
+static void hl_tiff_error_handler(const char *module, const char *fmt, va_list ap)
+{
+    hl_tiff_report(1, module, fmt, ap);
+}
+
+static void hl_tiff_warning_handler(const char *module, const char *fmt, va_list ap)
+{
+    hl_tiff_report(0, module, fmt, ap);
+}
+
+static void hl_tiff_init(void)
+{
+    TIFFSetErrorHandler(hl_tiff_error_handler);
+    TIFFSetWarningHandler(hl_tiff_warning_handler);
+}
+
 static void hl_err(char *err, int errlen, const char *what, const char *path)
 {
-    if (err != NULL && errlen > 0)
-        snprintf(err, (size_t) errlen, "%s: %s", what, path);
+    if (err != NULL && errlen > 0) {
+        if (hl_tiff_last[0])
+            snprintf(err, (size_t) errlen, "%s: %s (%s)", what, path, hl_tiff_last);
+        else
+            snprintf(err, (size_t) errlen, "%s: %s", what, path);
+    }
+    hl_tiff_last[0] = '\0';
 }
 
 static int hl_tiff_write(const char *path, const uint8_t *bits, int width, const int *rows,
