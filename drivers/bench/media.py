@@ -8,7 +8,8 @@ Load (N channels, rows in this order):
 - one 10-party conference (taken from the last quarter), speech-like talkers;
 - rest of the last quarter: call-progress tones played and tone detection enabled;
 - the first quarter is also tapped into TapQueues (one queue per 60 rows), drained
-  every second as a consumer would.
+  every second as a consumer would;
+- with --echo N, the first N rows also run SpanDSP echo cancelling.
 
 The rx audio of every tick is prepared before the clock starts for that tick; only
 `MediaEngine.tick` is timed, in wall time (tick_ms_*, late_ticks) and in this thread's
@@ -112,7 +113,7 @@ def build_feed(n: int, seconds_of_audio: float, rng: np.random.Generator):
     return bank, presses
 
 
-def run(channels: int, seconds: float, seed: int = 1) -> dict:
+def run(channels: int, seconds: float, seed: int = 1, echo: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     n = channels
     if n < 4 + CONF_SIZE:
@@ -151,6 +152,8 @@ def run(channels: int, seconds: float, seed: int = 1) -> dict:
         for i, r in enumerate(tone_rows.tolist()):
             eng.play_tone(r, names[i % len(names)])
             eng.detect_tones(r)
+        for r in range(min(echo, n)):                   # analog ports: SpanDSP per row
+            eng.echo_cancel(r)
         queues = [TapQueue(maxlen=60 * 50 * 2) for _ in range(0, tapped.size, 60)]
         for i, r in enumerate(tapped.tolist()):
             eng.tap(r, queues[i // 60])
@@ -210,7 +213,7 @@ def run(channels: int, seconds: float, seed: int = 1) -> dict:
         "tap_drops": sum(q.dropped for q in queues),
         "load": {"bridged": half, "prompt_rows": int(prompt_rows.size),
                  "conference": CONF_SIZE, "tone_rows": int(tone_rows.size),
-                 "tapped": int(tapped.size)},
+                 "tapped": int(tapped.size), "echo_cancelled": min(echo, n)},
         "prompt_convert_ms": round(convert_ms, 1),
     }
 
@@ -221,12 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=960)
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of audio to process")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--echo", type=int, default=0, metavar="N",
+                   help="also cancel echo on the first N rows (analog ports)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.seconds <= 0:
         p.error("--seconds must be positive")
     try:
-        r = run(args.channels, args.seconds, args.seed)
+        r = run(args.channels, args.seconds, args.seed, args.echo)
     except ValueError as e:
         print(f"cardctl bench media: {e}", file=sys.stderr)
         return 2
@@ -240,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({r['ticks']} ticks of {BLOCK} samples)")
     print(f"  load: {ld['bridged']} bridged in pairs, {ld['prompt_rows']} playing prompts "
           f"(barge-in), {ld['conference']}-party conference, {ld['tone_rows']} tones played "
-          f"and detected, {ld['tapped']} tapped; DTMF detection on all")
+          f"and detected, {ld['tapped']} tapped, {ld['echo_cancelled']} echo-cancelled; "
+          "DTMF detection on all")
     print(f"  tick: mean {r['tick_ms_mean']:.2f} ms, p50 {r['tick_ms_p50']:.2f} ms, "
           f"p99 {r['tick_ms_p99']:.2f} ms, max {r['tick_ms_max']:.2f} ms; "
           f"late (> {LATE_MS:.0f} ms): {r['late_ticks']}")
