@@ -316,8 +316,17 @@ class Cardd:
             reply.channels.add(channel=slot.channel, span=slot.span,
                                signaling=cardd_pb2.SIG_FXS if slot.port == "fxs" else cardd_pb2.SIG_FXO,
                                state=self.channel_state(slot), call_id=slot.call_id,
-                               ani=slot.ani, dnis=slot.dnis, in_service=slot.in_service)
+                               ani=slot.ani, dnis=slot.dnis, in_service=slot.in_service,
+                               **self._media_links(slot))
         return reply
+
+    def _media_links(self, slot: Slot) -> dict:
+        """The bridge or conference a channel is in, so a restarted ctid can rebuild calls."""
+        partner = self.engine.mixer.partner(slot.row)
+        member = self.engine.mixer.membership(slot.row)
+        other = self.by_row.get(partner) if partner is not None else None
+        return {"bridged_with": other.channel if other else 0,
+                "conference": str(member.conf) if member else ""}
 
     def channel_state(self, slot: Slot) -> int:
         if slot.faulted or not slot.in_service:
