@@ -20,7 +20,7 @@ import zmq
 
 from drivers import config as config_mod
 from drivers.backends import BackendError, open_backend
-from drivers.backends.base import HwEvent, PortKind
+from drivers.backends.base import HwEvent, PortInfo, PortKind
 from drivers.bus import CommandServer, EventPublisher
 from drivers.media import g711
 from drivers.metrics import CarddMetrics
@@ -108,7 +108,8 @@ class Cardd:
                                    f"({ch.signaling}) is not available in this version of cardd")
         options = dict(cfg.backend_options)
         if cfg.backend == "dahdi":
-            options.setdefault("channels", cfg.channels)
+            options.setdefault("channels", [PortInfo(channel=c.channel, span=c.span,
+                                                     kind=PortKind(c.port)) for c in cfg.channels])
             options.setdefault("spans", cfg.spans)
             options.setdefault("block", cfg.block)
             options.setdefault("law", cfg.law)

@@ -192,6 +192,8 @@ def parse_range(spec: str) -> list[int]:
 _NODE = {"name": (str, "node1", None), "run_dir": (str, "run", None)}
 _BACKEND = {"type": (str, "sim", BACKENDS), "endpoint": (str, "ipc://run/ctisim-cards.sock", None),
             "emulation": (str, "", None), "timeout_s": ((int, float), 10.0, None)}
+# Which [backend] keys each backend takes.
+_BACKEND_KEYS = {"sim": ("endpoint", "timeout_s"), "dahdi": ("emulation", "timeout_s")}
 _BUS = {"events": (str, "ipc://run/cardd-events.sock", None),
         "commands": (str, "ipc://run/cardd-commands.sock", None)}
 _METRICS = {"listen": (str, "127.0.0.1:9630", None)}
@@ -251,8 +253,9 @@ def _build(path: str, text: str, data: dict) -> CarddConfig:
         raise r.error("metrics", None, "listen", "expected HOST:PORT, e.g. 127.0.0.1:9630")
 
     cfg = CarddConfig(path=path, node=node["name"], run_dir=node["run_dir"],
-                      backend=backend.pop("type"),
-                      backend_options={k: v for k, v in backend.items() if v != ""},
+                      backend=backend["type"],
+                      backend_options={k: v for k, v in backend.items()
+                                       if v != "" and k in _BACKEND_KEYS[backend["type"]]},
                       events_endpoint=bus["events"], commands_endpoint=bus["commands"],
                       metrics_listen=metrics["listen"], law=media["law"],
                       tone_plan=media["tone_plan"], block=media["block"])
