@@ -225,6 +225,7 @@ int pri_answer(struct pri *pri, q931_call *call, int channel, int nonisdn);
 int pri_information(struct pri *pri, q931_call *call, char digit);
 int pri_keypad_facility(struct pri *pri, q931_call *call, const char *digits);
 int pri_hangup(struct pri *pri, q931_call *call, int cause);
+void pri_destroycall(struct pri *pri, q931_call *call);
 int pri_reset(struct pri *pri, int channel);
 int pri_restart(struct pri *pri);
 int pri_maintenance_service(struct pri *pri, int span, int channel, int changestatus);

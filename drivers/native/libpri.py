@@ -369,6 +369,46 @@ def _digits(value: str | None, what: str, limit: int = 255) -> bytes:
     return raw
 
 
+_Q931_RELEASE_COMPLETE = 0x5A
+
+
+def _q931_summary(frame: bytes) -> tuple[int, int, int] | None:
+    """(call reference value, message type, cause or 0) of the Q.931 message in a
+    Q.921 I or UI frame, or None."""
+    if len(frame) < 4:
+        return None
+    if frame[2] & 0x01 == 0:          # I-frame: two control octets
+        l3 = frame[4:]
+    elif frame[2] & 0xEF == 0x03:     # UI frame
+        l3 = frame[3:]
+    else:
+        return None
+    if len(l3) < 3 or l3[0] != 0x08:
+        return None
+    cr_len = l3[1] & 0x0F
+    if len(l3) < 3 + cr_len:
+        return None
+    cr = int.from_bytes(l3[2:2 + cr_len], "big") & ~(0x80 << (8 * (cr_len - 1))) \
+        if cr_len else 0
+    msg_type = l3[2 + cr_len]
+    cause = 0
+    pos = 3 + cr_len
+    while pos + 1 < len(l3):
+        ie = l3[pos]
+        if ie & 0x80:                  # single-octet IE
+            pos += 1
+            continue
+        ie_len = l3[pos + 1]
+        body = l3[pos + 2:pos + 2 + ie_len]
+        if ie == 0x08 and len(body) >= 2:
+            # Octet 3 (location), octet 3a if octet 3 has no extension bit, then the cause.
+            at = 1 if body[0] & 0x80 else 2
+            cause = body[at] & 0x7F if len(body) > at else 0
+            break
+        pos += 2 + ie_len
+    return cr, msg_type, cause
+
+
 def _addr(ptr) -> int:
     return int(_ffi.cast("uintptr_t", ptr))
 
@@ -466,6 +506,8 @@ class PriLink:
         self._rx_frame: bytes | None = None
         self._tx: list[bytes] = []
         self._calls: dict[int, PriCall] = {}
+        # Incoming calls not answered yet by the upper layer, by call reference.
+        self._unanswered: dict[int, PriCall] = {}
         self._closed = False
         self.frames_in = 0
         self.frames_out = 0
@@ -575,6 +617,8 @@ class PriLink:
             # libpri posts some consequences of a frame as zero-delay timers (an N(R)
             # error's D-channel loss, for one): run them now, so events keep their order.
             self._run_due(events)
+            if self._unanswered and self._tx:
+                self._reap_silent_clears(events)
         finally:
             self._rx_frame = None
             self._flush()
@@ -627,6 +671,32 @@ class PriLink:
         if res != 0:
             raise PriError(f"{what} refused by libpri (result {res})")
 
+    def _responded(self, call: PriCall) -> None:
+        call._responded = True
+        if self._unanswered.get(call.cref) is call:
+            del self._unanswered[call.cref]
+
+    def _reap_silent_clears(self, events: list[PriEvent]) -> None:
+        """libpri treats an incoming SETUP that the upper layer has not answered as "not
+        yet a call": if the caller clears it in that window, libpri answers with RELEASE
+        COMPLETE by itself, reports nothing and keeps the record forever. Seen here from
+        the frames it sends: report the Hangup and free the record."""
+        for frame in self._tx:
+            summary = _q931_summary(frame)
+            if summary is None or summary[1] != _Q931_RELEASE_COMPLETE:
+                continue
+            call = self._unanswered.pop(summary[0], None)
+            if call is None or call.ended:
+                continue
+            if any(getattr(e, "call", None) is call for e in events
+                   if isinstance(e, (Hangup, HangupReq, HangupAck))):
+                continue
+            events.append(Hangup(call=call, channel=call._channel or None,
+                                 cause=summary[2] or 16))
+            self._enter()
+            _lib.pri_destroycall(self._pri, call._ptr)
+            self._calls.pop(_addr(call._ptr), None)
+
     def _learn_cref(self, ptr, cref: int) -> None:
         call = self._handle_for(ptr)
         if call is not None and call.cref < 0:
@@ -643,6 +713,7 @@ class PriLink:
                 call.incoming = True
                 call._responded = False
                 call._channel = max(0, _chan(r.channel) or 0)
+                self._unanswered[call.cref] = call
             return Ring(
                 call=call, channel=_chan(r.channel), exclusive=not r.flexible,
                 calling_number=_text(r.callingnum), calling_name=_text(r.callingname),
@@ -694,12 +765,17 @@ class PriLink:
             return ConnectAck(call=self._handle_for(a.call), channel=_chan(a.channel))
         if e == _lib.PRI_EVENT_HANGUP_REQ:
             h = ev.hangup
+            req_call = self._handle_for(h.call)
+            if req_call is not None:
+                self._responded(req_call)
             return HangupReq(call=self._handle_for(h.call), channel=_chan(h.channel),
                              cause=h.cause)
         if e == _lib.PRI_EVENT_HANGUP:
             h = ev.hangup
             call = self._handle_for(h.call)
             out = Hangup(call=call, channel=_chan(h.channel), cause=h.cause)
+            if call is not None:
+                self._responded(call)
             if call is not None and not call.ended:
                 # The far end has released; libpri keeps the record until the upper layer
                 # hangs up too. Do it now: the call is over and its handle ends here.
@@ -888,7 +964,7 @@ class PriLink:
     def proceeding(self, call: PriCall, channel: int | None, inband: bool = False) -> None:
         """CALL PROCEEDING (the number is complete; the call is being set up)."""
         self._live(call, "proceeding")
-        call._responded = True
+        self._responded(call)
         self._enter()
         self._result(_lib.pri_proceeding(self._pri, call._ptr,
                                          self._chan_arg(channel, "proceeding"),
@@ -897,7 +973,7 @@ class PriLink:
     def progress(self, call: PriCall, channel: int | None, inband: bool = True) -> None:
         """PROGRESS (in-band announcement or tones available)."""
         self._live(call, "progress")
-        call._responded = True
+        self._responded(call)
         self._enter()
         self._result(_lib.pri_progress(self._pri, call._ptr,
                                        self._chan_arg(channel, "progress"),
@@ -906,7 +982,7 @@ class PriLink:
     def alerting(self, call: PriCall, channel: int | None, inband: bool = True) -> None:
         """ALERTING (the called party is being rung; ringback in-band when `inband`)."""
         self._live(call, "alerting")
-        call._responded = True
+        self._responded(call)
         self._enter()
         self._result(_lib.pri_acknowledge(self._pri, call._ptr,
                                           self._chan_arg(channel, "alerting"),
@@ -915,7 +991,7 @@ class PriLink:
     def need_more_info(self, call: PriCall, channel: int | None) -> None:
         """SETUP ACKNOWLEDGE: overlap receiving, ask for more digits."""
         self._live(call, "need_more_info")
-        call._responded = True
+        self._responded(call)
         self._enter()
         self._result(_lib.pri_need_more_info(self._pri, call._ptr,
                                              self._chan_arg(channel, "need_more_info"), 0),
@@ -924,7 +1000,7 @@ class PriLink:
     def answer(self, call: PriCall, channel: int | None) -> None:
         """CONNECT."""
         self._live(call, "answer")
-        call._responded = True
+        self._responded(call)
         self._enter()
         self._result(_lib.pri_answer(self._pri, call._ptr,
                                      self._chan_arg(channel, "answer"), 0), "answer")
@@ -964,9 +1040,10 @@ class PriLink:
             # libpri treats an unanswered SETUP as "not yet a call" and sends nothing for
             # a DISCONNECT in the Call Present state: answer it with CALL PROCEEDING first
             # so the DISCONNECT (and its cause) reaches the caller.
-            call._responded = True
+            self._responded(call)
             self._enter()
             _lib.pri_proceeding(self._pri, call._ptr, call._channel, 0)
+        self._responded(call)
         self._enter()
         res = _lib.pri_hangup(self._pri, call._ptr, cause)
         if call.ended:

@@ -503,6 +503,8 @@ class FaxSession(_Owned):
                  ident: str = "", modems: Sequence[str] = ("v27ter", "v29", "v17"),
                  ecm: bool = True):
         path = os.fspath(tiff_path)
+        if len(os.fsencode(path)) > 255:
+            raise SpanDspError(f"fax: TIFF path longer than 255 bytes: {path!r}")
         if not receive and not os.path.isfile(path):
             raise SpanDspError(f"fax: no TIFF file to send at {path!r}")
         if receive and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
@@ -522,7 +524,7 @@ class FaxSession(_Owned):
         self.receive = bool(receive)
         self.tiff_path = path
         self._state = _lib.hl_fax_new(1 if calling_party else 0, 1 if receive else 0,
-                                      path.encode(), ident.encode("ascii"), mask,
+                                      os.fsencode(path), ident.encode("ascii"), mask,
                                       1 if ecm else 0)
         if self._state == _ffi.NULL:
             raise SpanDspError("fax_init failed")

@@ -163,6 +163,30 @@ def test_cpe_call_rejected_user_busy_cause_17(wire):
 P_USER_BUSY = 17
 
 
+def test_caller_clears_before_the_call_is_answered(wire):
+    net, cpe = wire.net, wire.cpe
+    # Cleared at once, before the network side has said anything about the SETUP.
+    call = cpe.new_call()
+    cpe.setup(call, 1, True, called="95566", calling="8001")
+    cpe.hangup(call, 16)
+    wire.run(0.1)
+    ring = only(wire.events["net"], P.Ring)
+    hangup = only(wire.events["net"], P.Hangup)
+    assert hangup.call is ring.call and hangup.cause == 16 and ring.call.ended
+    assert call.ended
+    # Cleared while ringing.
+    call = net.new_call()
+    net.setup(call, 2, True, called="8001", calling="8002")
+    ring = wire.wait_for("cpe", P.Ring)
+    cpe.alerting(ring.call, 2)
+    wire.wait_for("net", P.Ringing)
+    net.hangup(call, 16)
+    cpe.hangup(wire.wait_for("cpe", P.HangupReq).call, 16)
+    wire.run(0.1)
+    assert call.ended and ring.call.ended
+    assert net.active_calls() == 0 and cpe.active_calls() == 0
+
+
 def test_restart_is_acknowledged(wire):
     wire.cpe.restart(7)
     wire.run(0.05)
