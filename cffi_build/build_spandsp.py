@@ -172,6 +172,25 @@ int hl_tiff_info(const char *path, int page, int *width, int *rows, double *xres
 int hl_tiff_read(const char *path, int page, uint8_t *out, int row_bytes, int rows,
                  char *err, int errlen);
 
+/* ---- SpanDSP's own logging (process-global handlers) ---- */
+typedef struct logging_state_s logging_state_t;
+enum {
+    SPAN_LOG_SHOW_SEVERITY, SPAN_LOG_SHOW_PROTOCOL, SPAN_LOG_SHOW_TAG,
+    SPAN_LOG_NONE, SPAN_LOG_ERROR, SPAN_LOG_WARNING, SPAN_LOG_PROTOCOL_ERROR,
+    SPAN_LOG_PROTOCOL_WARNING, SPAN_LOG_FLOW, SPAN_LOG_DEBUG
+};
+typedef void (*message_handler_func_t)(int level, const char *text);
+typedef void (*error_handler_func_t)(const char *text);
+void span_set_message_handler(message_handler_func_t func);
+void span_set_error_handler(error_handler_func_t func);
+int span_log_set_level(logging_state_t *s, int level);
+int span_log_set_tag(logging_state_t *s, const char *tag);
+logging_state_t *fax_get_logging_state(fax_state_t *s);
+logging_state_t *t30_get_logging_state(t30_state_t *s);
+extern "Python" void hl_span_message(int level, const char *text);
+extern "Python" void hl_span_error(const char *text);
+int hl_stderr_linked(void);
+
 /* ---- supervisory tones ---- */
 typedef struct super_tone_rx_descriptor_s super_tone_rx_descriptor_t;
 super_tone_rx_descriptor_t *super_tone_rx_make_descriptor(super_tone_rx_descriptor_t *desc);
@@ -704,10 +723,18 @@ __attribute__((visibility("hidden"))) int __wrap___printf_chk(int flag, const ch
 }
 
 __attribute__((visibility("hidden"))) FILE *__wrap_stderr;
+/* With --wrap=stderr, this very file's `stderr` would also mean __wrap_stderr: name the
+   C library's own through __real_stderr. */
+extern FILE *__real_stderr;
 
 __attribute__((constructor)) static void hl_init_stderr(void)
 {
-    __wrap_stderr = stderr;
+    __wrap_stderr = __real_stderr;
+}
+
+static int hl_stderr_linked(void)
+{
+    return __wrap_stderr != NULL && __wrap_stderr == __real_stderr;
 }
 """
 

@@ -74,6 +74,30 @@ def hl_tiff_message(is_error, module, text):
 
 _lib.hl_tiff_init()
 
+_SPAN_LEVELS = {
+    _lib.SPAN_LOG_ERROR: logging.ERROR,
+    _lib.SPAN_LOG_WARNING: logging.WARNING,
+    _lib.SPAN_LOG_PROTOCOL_ERROR: logging.WARNING,
+    _lib.SPAN_LOG_PROTOCOL_WARNING: logging.INFO,
+}
+
+
+@_ffi.def_extern()
+def hl_span_message(level, text):
+    """SpanDSP's span_log output (fax traces when asked for): logged, never printed."""
+    py_level = _SPAN_LEVELS.get(level & 0xFF, logging.DEBUG)
+    if log.isEnabledFor(py_level):
+        log.log(py_level, "%s", _ffi.string(text).decode("utf-8", "replace").rstrip())
+
+
+@_ffi.def_extern()
+def hl_span_error(text):
+    log.error("%s", _ffi.string(text).decode("utf-8", "replace").rstrip())
+
+
+_lib.span_set_message_handler(_lib.hl_span_message)
+_lib.span_set_error_handler(_lib.hl_span_error)
+
 
 class SpanDspError(Exception):
     """Bad input to a SpanDSP object, or SpanDSP refused it."""
@@ -495,13 +519,14 @@ class FaxSession(_Owned):
 
     Each 20 ms: `tx(160)` gives the audio to send, `rx(block)` takes the audio heard.
     `done` becomes true at the end of the call (phase E); `result` then tells how it went.
+    `trace` (a tag) logs the T.30 exchange at DEBUG.
     """
 
     _free = staticmethod(_lib.hl_fax_free)
 
     def __init__(self, calling_party: bool, tiff_path: str | os.PathLike, receive: bool, *,
                  ident: str = "", modems: Sequence[str] = ("v27ter", "v29", "v17"),
-                 ecm: bool = True):
+                 ecm: bool = True, trace: str | None = None):
         path = os.fspath(tiff_path)
         if len(os.fsencode(path)) > 255:
             raise SpanDspError(f"fax: TIFF path longer than 255 bytes: {path!r}")
@@ -529,7 +554,20 @@ class FaxSession(_Owned):
         if self._state == _ffi.NULL:
             raise SpanDspError("fax_init failed")
         self._fax = self._state.fax
-        self._tx_buf = np.zeros(160, np.int16)
+        if trace is not None:
+            self.trace(trace)
+
+    def trace(self, tag: str = "fax") -> None:
+        """Log this session's T.30 and modem flow (DEBUG on drivers.native.spandsp),
+        each line tagged with `tag` (e.g. the channel name)."""
+        h = self._live()
+        # SpanDSP keeps the tag pointer: it must live as long as the session.
+        self._tag = _ffi.new("char[]", str(tag).encode("utf-8", "replace")[:40])
+        level = (_lib.SPAN_LOG_SHOW_SEVERITY | _lib.SPAN_LOG_SHOW_PROTOCOL
+                 | _lib.SPAN_LOG_SHOW_TAG | _lib.SPAN_LOG_FLOW)
+        for state in (_lib.fax_get_logging_state(h.fax), _lib.t30_get_logging_state(h.t30)):
+            _lib.span_log_set_tag(state, self._tag)
+            _lib.span_log_set_level(state, level)
 
     def rx(self, pcm: np.ndarray) -> None:
         pcm = _pcm_in(pcm, "FaxSession.rx")

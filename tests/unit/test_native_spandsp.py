@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 
 import numpy as np
@@ -175,12 +176,14 @@ def fax_page() -> np.ndarray:
 
 
 @pytest.mark.parametrize("ecm", [True, False])
-def test_fax_one_page_back_to_back(tmp_path, ecm):
+def test_fax_one_page_back_to_back(tmp_path, ecm, caplog, capfd):
     page = fax_page()
     sent = tmp_path / "out.tif"
     got = tmp_path / "in.tif"
     S.write_fax_tiff(sent, [page], 204, 98)
-    caller = S.FaxSession(True, sent, receive=False, ident="+86 10 12345678", ecm=ecm)
+    caplog.set_level(logging.DEBUG, logger="drivers.native.spandsp")
+    caller = S.FaxSession(True, sent, receive=False, ident="+86 10 12345678", ecm=ecm,
+                          trace="span1/1")
     answerer = S.FaxSession(False, got, receive=True, ident="+86 21 87654321", ecm=ecm)
     cpu = time.process_time()
     blocks_run = 0
@@ -191,6 +194,8 @@ def test_fax_one_page_back_to_back(tmp_path, ecm):
         caller.rx(b)
         blocks_run += 1
     cpu = time.process_time() - cpu
+    # The traced side's T.30 exchange goes to the log only, nothing to the terminal.
+    assert capfd.readouterr() == ("", "")
     line_s = blocks_run * BLOCK / FS
     print(f"\nfax back to back (ECM {ecm}): {line_s:.1f} s of line time, "
           f"{cpu * 1000:.0f} ms CPU for both ends")
@@ -205,6 +210,8 @@ def test_fax_one_page_back_to_back(tmp_path, ecm):
     assert (received.x_dpi, received.y_dpi) == (204.0, 98.0)
     assert received.bitmap.shape == page.shape
     assert np.array_equal(received.bitmap, page)
+    trace = [r.getMessage() for r in caplog.records if "span1/1" in r.getMessage()]
+    assert any("DIS" in line for line in trace) and any("MCF" in line for line in trace)
 
 
 def test_fax_session_errors(tmp_path):
