@@ -346,6 +346,8 @@ def _name(table: dict[str, int], value, what: str) -> int:
     if isinstance(value, bool):
         raise PriError(f"{what}: expected a name or number, got {value!r}")
     if isinstance(value, int):
+        if value not in table.values():
+            raise PriError(f"unknown {what} {value!r} (one of {sorted(set(table.values()))})")
         return value
     try:
         return table[str(value).lower()]
