@@ -10,7 +10,8 @@ first and second ring (YD/T 1277.1).
 
 Messages: SDMF, type 0x04: MMDDHHMM then the number (or "O" out of area, "P" private).
 MDMF, type 0x80: parameters 0x01 date/time (MMDDHHMM), 0x02 number, 0x04 reason for
-absence of the number ("O"/"P"), 0x07 name, 0x08 reason for absence of the name.
+absence of the number ("O"/"P"), 0x07 name (GB18030, so Chinese names pass as GB2312
+double bytes and ASCII names as ASCII), 0x08 reason for absence of the name.
 
 Receiving: ``CallerIdReceiver`` demodulates non-coherently. Per enabled row: a band-pass
 FIR around the two tones, then two quadrature correlators (mark and space) summed over
@@ -53,7 +54,8 @@ P_NAME_ABSENT = 0x08
 ABSENCE = {"O": "out of area", "P": "private"}
 NUMBER_CHARS = set("0123456789*#")
 MAX_NUMBER = 20
-MAX_NAME = 50
+MAX_NAME = 50                      # bytes
+NAME_ENCODING = "gb18030"
 
 
 class CallerIdError(ValueError):
@@ -86,14 +88,17 @@ def _check_number(number: str) -> bytes:
 
 
 def _check_name(name: str) -> bytes:
+    """Names are sent in GB18030 (ASCII stays ASCII; Chinese as GB2312/GBK double bytes)."""
     if not isinstance(name, str) or not name:
         raise CallerIdError(f"caller ID name must be a non-empty string, got {name!r}")
-    bad = [c for c in name if not (0x20 <= ord(c) < 0x7F)]
+    bad = [c for c in name if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0]
     if bad:
-        raise CallerIdError(f"caller ID name {name!r} has {bad[0]!r}; only printable ASCII is sent")
-    if len(name) > MAX_NAME:
-        raise CallerIdError(f"caller ID name {name!r} is longer than {MAX_NAME} characters")
-    return name.encode("ascii")
+        raise CallerIdError(f"caller ID name {name!r} has control character {bad[0]!r}")
+    text = name.encode(NAME_ENCODING)
+    if len(text) > MAX_NAME:
+        raise CallerIdError(f"caller ID name {name!r} is longer than {MAX_NAME} bytes "
+                            f"in {NAME_ENCODING}")
+    return text
 
 
 def checksum(body: bytes) -> int:
@@ -222,7 +227,8 @@ def parse_message(msg: bytes) -> tuple[str | None, str | None, str | None, str |
         if i + 2 > len(body) or i + 2 + body[i + 1] > len(body):
             raise ValueError("MDMF parameter runs past the message")
         ptype, plen = body[i], body[i + 1]
-        value = body[i + 2:i + 2 + plen].decode("ascii", "replace")
+        value = body[i + 2:i + 2 + plen].decode(NAME_ENCODING if ptype == P_NAME else "ascii",
+                                                "replace")
         if ptype == P_DATETIME:
             when = value
         elif ptype == P_NUMBER:

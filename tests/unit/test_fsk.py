@@ -12,6 +12,7 @@ from drivers.media.fsk import (
     fsk_modulate, parse_dtmf_callerid,
 )
 from drivers.media.levels import dbm0_to_rms, rms_to_dbm0
+from drivers.native import spandsp
 
 RATE = 8000
 BLOCK = 160
@@ -58,7 +59,8 @@ def test_mdmf_parameters():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(number="138-0013"), "'-'"),
     (dict(number="1" * 21), "longer than 20"),
-    (dict(number="110", name="张三"), "printable ASCII"),
+    (dict(number="110", name="ZHANG\x07"), "control character"),
+    (dict(number="110", name="张" * 26), "longer than 50 bytes"),
     (dict(number="110", fmt="sdmf"), "needs a date/time"),
     (dict(number="110", name="A", when="01010000", fmt="sdmf"), "no name field"),
     (dict(number="110", when="13010000"), "MMDDHHMM"),
@@ -224,3 +226,38 @@ def test_dtmf_caller_id_refuses_bad_numbers():
         callerid_dtmf("12A4")
     with pytest.raises(CallerIdError, match="start"):
         callerid_dtmf("1234", start="*")
+
+
+def test_chinese_name_in_gb18030():
+    msg = callerid_message("13812345678", "张三", "11231530")
+    assert "张三".encode("gb18030") in msg               # GB2312 double bytes
+    got = receive(callerid_fsk("13812345678", "张三", "11231530"))
+    assert got == [CallerId(1, "13812345678", "张三", "11231530", True)]
+
+
+# ---- interoperability with SpanDSP's ADSI (CLASS = Bell 202, CLIP = V.23) -------------------
+PAIRS = [("bell202", "ADSI_CLASS"), ("v23", "ADSI_CLIP")]
+
+
+@pytest.mark.parametrize("standard, theirs", PAIRS)
+@pytest.mark.parametrize("fmt", ["mdmf", "sdmf"])
+def test_spandsp_decodes_our_spill(standard, theirs, fmt):
+    name = None if fmt == "sdmf" else "张三 ZHANG"
+    x = callerid_fsk("13812345678", name, "11231530", standard=standard, fmt=fmt, level_dbm0=-25)
+    x = np.concatenate([np.zeros(800, np.int16), x, np.zeros(1600, np.int16)])
+    rx = spandsp.AdsiRx(getattr(spandsp, theirs))
+    got = []
+    for i in range(0, len(x) - BLOCK + 1, BLOCK):
+        got += rx.rx(x[i:i + BLOCK])
+    assert [(m.number, m.name, m.when) for m in got] == [("13812345678", name, "11231530")]
+
+
+@pytest.mark.parametrize("standard, theirs", PAIRS)
+def test_we_decode_spandsp_spill(standard, theirs):
+    tx = spandsp.AdsiTx(getattr(spandsp, theirs))
+    x = tx.callerid_audio("02012345678", "李四", "12251830").astype(np.float64)
+    got = receive(impair(x, 20, -13, 9), standard)
+    assert got == [CallerId(1, "02012345678", "李四", "12251830", True)]
+    tx = spandsp.AdsiTx(getattr(spandsp, theirs))
+    got = receive(tx.callerid_audio(None, None, "12251830", absent="P"), standard)
+    assert got == [CallerId(1, None, None, "12251830", True, "P")]
