@@ -157,8 +157,16 @@ class Stack:
                                tick_s=self.world.tick_s, log=log)
         self.world.directors.insert(0, self.run)
 
-    def stop(self) -> None:
-        self.procs.stop_all()
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the children while the cards keep ticking: cardd, blocked on its next tick,
+        sees its stop flag at once and leaves cleanly; what outlives the grace is killed."""
+        self.procs.terminate_all()
+        if self.procs.alive() and self.frontend.connected():
+            try:
+                self.clock.run(until=lambda: not self.procs.alive(), max_seconds=grace_s)
+            except (KeyboardInterrupt, Exception):     # stopping must not stop halfway
+                pass
+        self.procs.stop_all(grace_s=1.0)
         if self.client is not None:
             self.client.close()
         self.frontend.close()

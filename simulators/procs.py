@@ -87,6 +87,14 @@ class ProcessGroup:
     def dead(self) -> list[Child]:
         return [c for c in self.children.values() if not c.alive()]
 
+    def alive(self) -> list[Child]:
+        return [c for c in self.children.values() if c.alive()]
+
+    def terminate_all(self) -> None:
+        """SIGTERM every child's session (and return at once)."""
+        for child in self.alive():
+            _signal_session(child.pid, signal.SIGTERM)
+
     def stop_all(self, grace_s: float = 5.0) -> None:
         """SIGTERM every child's session, wait up to grace_s, then SIGKILL what remains."""
         for child in self.children.values():

@@ -67,6 +67,8 @@ Commands (COMMAND) are a name (answer, hangup, dial, play_tone, stop_media, ring
 play_prompt, bridge, unbridge, send_digits, status, conference_join, conference_leave)
 or a mapping {command: NAME, channel: N, <fields of that command>}; string fields may
 use {channel}, {digits}, {ani}, {dnis} and {call_id} of the event that triggered them.
+A command that cardd refuses fails the run, unless it says `may_fail: true`; one that
+says `refused: true` fails the run if cardd accepts it.
 """
 from __future__ import annotations
 
@@ -206,7 +208,8 @@ class CommandSpec:
     command: str
     channel: int | None
     fields: dict[str, Any]
-    may_fail: bool = False
+    may_fail: bool = False         # a refusal is fine
+    refused: bool = False          # a refusal is required (the command must not be accepted)
     line: int = 0
 
     def build(self, cmd_id: int, context: dict[str, Any]) -> cardd_pb2.Command:
@@ -254,12 +257,15 @@ class Step:
     note: str = ""
 
     def describe(self) -> str:
+        return f"line {self.line}: {self.summary()}"
+
+    def summary(self) -> str:
         who = f"{self.target[0]} {self.target[1]}: " if self.target else ""
         args = "".join(f" {k}={v!r}" for k, v in self.params.items())
         what = {"do": f"do {self.name}{args}", "expect": f"expect {self.name}{args}",
                 "wait": f"wait {self.wait}", "wait_for": f"wait for {self.event}",
                 "send": f"send {self.command}"}[self.verb]
-        return f"line {self.line}: {who}{what}"
+        return f"{who}{what}"
 
 
 @dataclasses.dataclass
@@ -499,8 +505,8 @@ class _Parser:
                 continue
             if k == "channel":
                 spec.channel = self.channel(m, k)
-            elif k == "may_fail":
-                spec.may_fail = self.typed(m, k, bool)
+            elif k in ("may_fail", "refused"):
+                setattr(spec, k, self.typed(m, k, bool))
             elif k in fields:
                 ftype = fields[k]
                 if ftype is list:
@@ -512,7 +518,7 @@ class _Parser:
                     spec.fields[k] = self.typed(m, k, ftype)
             else:
                 raise self.error(m, str(k), f"unknown field for command {name} (known: "
-                                 f"{', '.join(['command', 'channel', 'may_fail', *fields])})")
+                                 f"{', '.join(['command', 'channel', 'may_fail', 'refused', *fields])})")
         return spec
 
     # -- steps --
@@ -982,6 +988,7 @@ class ScenarioRun:
         self.replies_failed = 0
         self.ready = False
         self.first_seq = 0                 # cardd's last event seq when it first answered
+        self.tick_offset: int | None = None  # our tick minus cardd's (see _on_event)
         self._hello_ids: set[int] = set()
         self._next_hello = 0
         self._answered = False
@@ -1025,6 +1032,13 @@ class ScenarioRun:
 
     # -- events and the application's rules --
     def _on_event(self, ev: SeenEvent) -> None:
+        # cardd stamps events with its backend's tick numbers: the simulator's own with the
+        # sim backend, the count of its reads with the dahdi backend. An event of tick t
+        # reaches us at our tick t+1 at the earliest, so the least lag seen gives the offset
+        # between the two numberings (0 with the sim backend; exact in lockstep).
+        lag = self.tick - ev.tick - 1
+        if self.tick_offset is None or lag < self.tick_offset:
+            self.tick_offset = lag
         self.events.append(ev)
         ch = ev.channel
         if ev.kind in ("off_hook", "incoming", "cleared", "on_hook"):
@@ -1061,13 +1075,20 @@ class ScenarioRun:
 
     def _on_reply(self, reply: cardd_pb2.Reply) -> None:
         sent = self._sent.pop(reply.id, None)
-        if sent is None or reply.ok:
+        if sent is None:
             return
         spec, channel, line = sent
-        self.replies_failed += 1
-        if not spec.may_fail:
+        if not reply.ok:
+            self.replies_failed += 1
+        if spec.refused and reply.ok:
+            self.failures.append(Failure(line, f"command {spec.command} on channel {channel}",
+                                         "a refusal", "accepted"))
+        elif not reply.ok and not (spec.may_fail or spec.refused):
             self.failures.append(Failure(line, f"command {spec.command} on channel {channel}",
                                          "ok", f"refused: {reply.error}"))
+        else:
+            self.log(f"tick {self.tick}: {spec.command} on channel {channel}: "
+                     + ("ok" if reply.ok else f"refused ({reply.error})"))
 
     # -- scripts --
     def _advance(self, run: _ScriptRun, tick: int) -> None:
@@ -1084,7 +1105,7 @@ class ScenarioRun:
                 return
             within = (step.within.to_ticks(self.tick_s) if step.within
                       else int(round(DEFAULT_WITHIN_S / self.tick_s)))
-            late = tick - run.ready > within
+            late = tick - run.ready > within     # only checks and awaited events can be late
             if not run.triggered:
                 ev = self._find(step.when, run.cursor)
                 if ev is None:
@@ -1100,7 +1121,7 @@ class ScenarioRun:
             if result is False:
                 return                      # failed; already recorded
             if result is None:
-                if late:
+                if late and step.verb in ("expect", "wait_for"):
                     return self._fail(run, step, *self._missing(step, run))
                 return
             self._complete(run, step, tick)
@@ -1136,9 +1157,7 @@ class ScenarioRun:
             actor = self.actors[step.target[1]]
             args = "".join(f" {k}={v!r}" for k, v in step.params.items())
             return f"{step.name}{args} within {within}", actor.describe()
-        if step.verb == "wait_for":
-            return f"a cardd event {step.event} within {within}", self._nearby(step.event, run.cursor)
-        return "completion", "still waiting"
+        return f"a cardd event {step.event} within {within}", self._nearby(step.event, run.cursor)
 
     def _complete(self, run: _ScriptRun, step: Step, tick: int) -> None:
         if step.mark:
@@ -1159,7 +1178,7 @@ class ScenarioRun:
     def _fail(self, run: _ScriptRun, step: Step, expected: str, seen: str) -> None:
         run.done = run.failed = True
         self._last_activity = self.tick
-        self.failures.append(Failure(step.line, f"script {run.script.name!r}: {step.describe()}",
+        self.failures.append(Failure(step.line, f"script {run.script.name!r}: {step.summary()}",
                                      expected, seen))
 
     def _find(self, match: EventMatch, start: int) -> SeenEvent | None:
@@ -1204,7 +1223,7 @@ class ScenarioRun:
             if not run.done and not run.script.loop:
                 step = run.step
                 out.append(Failure(step.line, f"script {run.script.name!r} did not finish",
-                                   f"{step.describe()} to complete", "the run ended first"))
+                                   f"{step.summary()} to complete", "the run ended first"))
         for spec, channel, line in self._sent.values():
             out.append(Failure(line, f"command {spec.command} on channel {channel}",
                                "a reply from cardd", "no reply"))
@@ -1221,13 +1240,16 @@ class ScenarioRun:
             start_tick = self.marks.get(e.after_mark) if e.after_mark else None
             if e.after_mark and start_tick is None:
                 return f"mark {e.after_mark!r} was never reached"
+            if start_tick is not None:
+                start_tick -= self.tick_offset or 0          # in cardd's tick numbers
             found = [x for x in evs if e.event.matches(x) and (start_tick is None or x.tick >= start_tick)]
             if not found:
                 return self._nearby(e.event, 0)
             if e.within is not None:
                 gap = found[0].tick - start_tick
                 if gap > e.within.to_ticks(self.tick_s):
-                    return f"{found[0]} came {gap} ticks after the mark (tick {start_tick})"
+                    return (f"{found[0]} came {gap} ticks after the mark (cardd tick {start_tick}"
+                            + (f", our tick {self.marks[e.after_mark]})" if self.tick_offset else ")"))
             return None
         if e.kind == "no_event":
             found = [x for x in evs if e.event.matches(x)]
