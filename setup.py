@@ -50,6 +50,11 @@ setup(
     packages=find_packages(include=["drivers*", "ctid*", "ivr*", "recorder*",
                                     "simulators*", "hotline_proto*"]),
     include_package_data=True,
+    package_data={
+        "drivers.media.plans": ["*.toml"],
+        "ctid.storage": ["alembic.ini", "migrations/*.py", "migrations/*.mako",
+                         "migrations/versions/*.py"],
+    },
     install_requires=[
         "numpy>=1.26", "cffi>=1.16", "pyzmq>=25", "protobuf>=5",
         "prometheus_client>=0.19", "PyYAML>=6", "SQLAlchemy>=2.0", "alembic>=1.12",
