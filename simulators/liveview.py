@@ -130,8 +130,8 @@ def far_side(actor) -> str:
             return f"ringing ({actor.ring_count}){cid}"
         return "on-hook"
     state = actor.state.value.replace("_", " ")
-    if actor.state.value == "ringing" and actor._ring and actor._ring.get("number"):
-        state += f" from {actor._ring['number']}"
+    if actor.calling_number:
+        state += f" from {actor.calling_number}"
     if actor.state.value in ("collecting", "routing") and actor.digits:
         state += f" {actor.digits}"
     return state

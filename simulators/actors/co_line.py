@@ -363,6 +363,11 @@ class CoLine(Actor):
         plan["after"] = self._to_ticks(plan["after"], DEFAULT_PLAN["after"])
         return plan
 
+    @property
+    def calling_number(self) -> str | None:
+        """The caller ID of the incoming call ringing now, if any."""
+        return self._ring["number"] if self.state == S.RINGING and self._ring else None
+
     # ---- checks (scenario `expect:`) and final observations ----------------------------
     def _check_answered(self) -> bool:
         return self.state in (S.CONNECTED, S.FAR_CLEARED) and self.answered > 0
