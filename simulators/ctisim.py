@@ -13,6 +13,9 @@
         Cards, cardd and the demo scenario (etc/ctisim/scenarios/demo.yaml) in real time
         with a live view; stops after N seconds (or $DEMO_SECONDS; otherwise at Ctrl-C)
         and prints a summary.
+    ctisim bench [--ports N] [--seconds S]
+        Prints the world's cost per tick with every port busy and the simwire's lockstep
+        round trip.
 """
 from __future__ import annotations
 
@@ -375,6 +378,75 @@ def cmd_demo(args) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# ---- ctisim bench ------------------------------------------------------------------------
+def bench_cards(ports: int) -> VirtualCards:
+    half = ports // 2
+    kinds = [PortKind.FXS] * half + [PortKind.FXO] * (ports - half)
+    return VirtualCards([SpanInfo(span=1, name="bench", kind="analog")],
+                        [PortInfo(channel=i + 1, span=1, kind=k) for i, k in enumerate(kinds)])
+
+
+class _IdleWorld:
+    def step(self, tick: int) -> None:
+        pass
+
+
+def cmd_bench(args) -> int:
+    """The world's cost per tick with every port busy, and the simwire's lockstep rate."""
+    import threading
+
+    import numpy as np
+
+    from drivers.backends.sim import SimBackend
+    cards = bench_cards(args.ports)
+    world = World(cards)
+    world.populate()
+    for actor in world.actors.values():       # everyone busy: phones listen, lines ring
+        if actor.kind == "phone":
+            actor.off_hook()
+        else:
+            actor.ring(caller_id="13812345678")
+    silence = np.full((len(cards.ports), cards.block), cards.silence, np.uint8)
+    ticks = int(args.seconds / world.tick_s)
+    started = time.perf_counter()
+    for _ in range(ticks):
+        cards.next_tick()
+        world.step(cards.tick)
+        cards.take_host_events()
+        cards.host_tx(silence)
+    per_tick = (time.perf_counter() - started) / ticks
+    print(f"world: {args.ports} ports ({args.ports // 2} phones off-hook, {args.ports - args.ports // 2} "
+          f"CO lines ringing with caller ID), {ticks} ticks: {per_tick * 1e3:.3f} ms per 20 ms tick "
+          f"({per_tick / world.tick_s * 100:.1f}% of real time)")
+
+    workdir = tempfile.mkdtemp(prefix="ctisim-bench-")
+    cards = bench_cards(args.ports)
+    frontend = SimwireFrontend(cards, f"ipc://{workdir}/cards.sock")
+    frontend.start()
+    clock = Clock(cards, _IdleWorld(), frontend, mode="fast", poll_s=0.01)
+    thread = threading.Thread(target=clock.run, kwargs={"max_seconds": args.seconds * 20}, daemon=True)
+    thread.start()
+    backend = SimBackend(endpoint=f"ipc://{workdir}/cards.sock")
+    try:
+        backend.open()
+        tx = np.full((args.ports, cards.block), cards.silence, np.uint8)
+        backend.exchange(tx)
+        started = time.perf_counter()
+        for _ in range(ticks):
+            backend.exchange(tx)
+        took = time.perf_counter() - started
+    finally:
+        clock.stop()
+        thread.join(5)
+        backend.close()
+        frontend.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"simwire: {args.ports} ports, lockstep (fast clock, idle world), {ticks} ticks: "
+          f"{took / ticks * 1e3:.3f} ms per tick round trip, {ticks / took:.0f} ticks/s "
+          f"({ticks / took * world.tick_s:.1f}x real time)")
+    return 0
+
+
 # ---- entry point ------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ctisim", description="Hotline hardware simulator")
@@ -395,8 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seconds", type=float, default=None)
     d.add_argument("--backend", choices=BACKENDS, default="sim")
     d.add_argument("--scenario", default=DEMO_SCENARIO)
+    b = sub.add_parser("bench", help="measure the world's and the simwire's cost per tick")
+    b.add_argument("--ports", type=int, default=240)
+    b.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per measurement")
     args = p.parse_args(argv)
-    return {"run": cmd_run, "serve": cmd_serve, "demo": cmd_demo}[args.command](args)
+    return {"run": cmd_run, "serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench}[args.command](args)
 
 
 if __name__ == "__main__":
