@@ -947,6 +947,7 @@ class _ScriptRun:
         self.prev_done = 0           # tick the previous step completed
         self.ready: int | None = None
         self.cursor = 0              # events before this index do not trigger this step
+        self.began = 0               # len(events) when the current step began
         self.context: dict[str, Any] = {}
         self.triggered = False
         self.done = False
@@ -1022,7 +1023,7 @@ class ScenarioRun:
             self.started_at = tick
             for run in self.scripts:
                 run.base = run.prev_done = tick
-                run.cursor = len(self.events)
+                run.cursor = run.began = len(self.events)
         due = [p for p in self._pending if p[0] <= tick]
         self._pending = [p for p in self._pending if p[0] > tick]
         for _, spec, context, line in due:
@@ -1099,6 +1100,7 @@ class ScenarioRun:
                 if step.at:
                     ready = max(ready, run.base + step.at.to_ticks(self.tick_s))
                 run.ready = ready
+                run.began = len(self.events)
                 run.triggered = step.when is None
                 run.context = {}
             if tick < run.ready:
@@ -1165,7 +1167,7 @@ class ScenarioRun:
         self._last_activity = tick
         run.prev_done = tick
         run.ready = None
-        run.cursor = len(self.events)
+        run.cursor = run.began              # the next step sees events since this one began
         run.index += 1
         if run.index == len(run.script.steps):
             if run.script.loop:
