@@ -84,7 +84,7 @@ class Agent:
                  "softphone", "call", "offered_call", "pending_not_ready",
                  "wrapup_until", "saved_wrapup_until", "acw_epoch", "offer_epoch",
                  "idle_since", "calls_handled", "talk_s", "time_in", "memberships",
-                 "wrapup_s", "sticky", "acw_queue", "talk_mark")
+                 "wrapup_s", "sticky", "acw_queue", "talk_mark", "acw_talk")
 
     def __init__(self, agent_id: str, skills: dict[str, int], seq: int, name: str = ""):
         self.id = agent_id
@@ -112,6 +112,7 @@ class Agent:
         self.sticky: list[str] = []          # calls waiting for this agent in particular
         self.acw_queue = None                # queue whose call the current wrap-up follows
         self.talk_mark = 0.0                 # talk_s when the current call began
+        self.acw_talk = 0.0                  # talk of the call the wrap-up follows
 
     def transition(self, event: str, now: float, reason: str = "") -> str:
         """Apply ``event``; returns the old state. Raises before changing anything."""

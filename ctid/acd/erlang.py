@@ -44,13 +44,17 @@ def erlang_a(n: int, lam: float, mu: float, theta: float, tol: float = 1e-12) ->
     if theta <= 0:
         raise ValueError("theta (1/mean patience) must be > 0 for Erlang A")
     p = [1.0]
+    total = 1.0
     k = 0
     while True:
         k += 1
         death = min(k, n) * mu + max(0, k - n) * theta
         p.append(p[-1] * lam / death)
-        if k > n and p[-1] < tol * sum(p[-50:]) and p[-1] < p[-2]:
+        total += p[-1]
+        if k > n and p[-1] < p[-2] and p[-1] < tol * total:
             break
+        if k > 10_000_000:
+            raise ValueError("Erlang A chain does not converge (patience too long for this load)")
     total = sum(p)
     pi = [x / total for x in p]
     p_wait = sum(pi[n:])

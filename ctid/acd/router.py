@@ -219,7 +219,7 @@ class Acd:
         if old == READY:
             self._detach_ready(a)
         elif old == AFTER_CALL_WORK and a.acw_queue is not None:
-            a.acw_queue.stats.on_wrapup(now - since)
+            a.acw_queue.stats.on_handled(a.acw_talk, now - since)
             a.acw_queue = None
         if new == READY and event != "cancel":
             a.idle_since = now
@@ -623,7 +623,8 @@ class Acd:
         a.wrapup_until = until
         a.acw_epoch += 1
         a.acw_queue = q
-        q.stats.on_completed(talk, dur)
+        a.acw_talk = talk
+        q.stats.on_talk_end(talk, dur)
         if until <= now:
             self._finish_wrapup(a, now, acts)
         else:
@@ -861,7 +862,7 @@ class Acd:
                 a.time_in[old] += now - a.since    # fold in before stats read talk_s
                 a.talk_s += now - a.since
                 a.since = now
-                call.queue.stats.on_completed(a.talk_s - a.talk_mark, 0.0)
+                call.queue.stats.on_handled(a.talk_s - a.talk_mark, 0.0)
         a.offered_call = None
         a.call = None
         a.pending_not_ready = None
@@ -993,7 +994,10 @@ class Acd:
 
     def tick(self, now) -> list:
         """Fire every timer due by ``now``, each at its own due time."""
-        now = self._clock(now)
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or now != now:
+            raise AcdError(f"now must be a number of seconds, got {now!r}")
+        if now < self.now:
+            raise AcdError(f"time went backwards: {now} < {self.now}")
         acts: list = []
         h = self._timers
         while h and h[0][0] <= now:

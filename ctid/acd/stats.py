@@ -16,7 +16,8 @@ service level before anything happened to them:
   service level   = answered within the threshold / offered
   ASA             = mean time from entering the queue to answer, over answered calls
   abandon rate    = abandoned / offered
-  AHT             = (talk + hold + wrap-up) / handled calls
+  AHT             = (talk + hold + wrap-up) / handled calls, a call counting as
+                    handled once its wrap-up is over
 
 Callback requests are counted apart (requested, completed): the caller hung up by
 choice, which is neither an abandon nor an answer.
@@ -106,14 +107,15 @@ class QueueStats:
         if wait_s <= self.sl_threshold_s:
             self.answered_within_sl += 1
 
-    def on_completed(self, talk_s: float, wrapup_s: float) -> None:
-        """A handled call's talk ended; wrapup_s is the wrap-up it is expected to get."""
-        self.handled += 1
-        self.talk_s += talk_s
+    def on_talk_end(self, talk_s: float, wrapup_s: float) -> None:
+        """Talk over; wrapup_s is the wrap-up it is expected to get (for the estimate)."""
         a = self.EMA_ALPHA
         self.aht_estimate = (1 - a) * self.aht_estimate + a * (talk_s + wrapup_s)
 
-    def on_wrapup(self, acw_s: float) -> None:
+    def on_handled(self, talk_s: float, acw_s: float) -> None:
+        """A call is fully handled: its wrap-up (possibly zero) has ended."""
+        self.handled += 1
+        self.talk_s += talk_s
         self.acw_s += acw_s
 
     def service_level(self) -> Optional[float]:
