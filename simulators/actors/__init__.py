@@ -47,6 +47,14 @@ class Actor:
     def ticks(self, seconds: float) -> int:
         return self.world.ticks(seconds)
 
+    def to_ticks(self, value, default_s: float | None = None) -> int | None:
+        """An option given as a scenario Duration or as seconds, in ticks (None: default)."""
+        if value is None:
+            return None if default_s is None else self.ticks(default_s)
+        if hasattr(value, "to_ticks"):
+            return value.to_ticks(self.world.tick_s)
+        return self.ticks(float(value))
+
     # The world calls these; actors override what they use.
     def step(self, tick: int) -> None: ...
     def after_media(self, tick: int) -> None: ...

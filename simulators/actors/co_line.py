@@ -88,8 +88,8 @@ class CoLine(Actor):
         self.polarity_on_hangup = polarity_on_hangup
         self.polarity_on_answer = polarity_on_answer
         self.open_loop_on_hangup = open_loop_on_hangup
-        self.callerid_gap = self._to_ticks(callerid_gap, DEFAULT_CALLERID_GAP_S)
-        self.interdigit = self._to_ticks(interdigit, DEFAULT_INTERDIGIT_S)
+        self.callerid_gap = self.to_ticks(callerid_gap, DEFAULT_CALLERID_GAP_S)
+        self.interdigit = self.to_ticks(interdigit, DEFAULT_INTERDIGIT_S)
         self.plans = {str(k): self._plan(v) for k, v in (outbound or {}).items()}
         on, off = world.media.plan.ring_cadence_ms[:2]
         self.ring_on_ticks = self.ticks(on / 1000)
@@ -350,17 +350,10 @@ class CoLine(Actor):
         self.note("polarity reversed" if self.port.polarity else "polarity normal")
 
     # ---- helpers ------------------------------------------------------------------------
-    def _to_ticks(self, value, default_s: float) -> int:
-        if value is None:
-            return self.ticks(default_s)
-        if hasattr(value, "to_ticks"):
-            return value.to_ticks(self.world.tick_s)
-        return self.ticks(float(value))
-
     def _plan(self, raw: dict) -> dict:
         plan = dict(DEFAULT_PLAN)
         plan.update(raw)
-        plan["after"] = self._to_ticks(plan["after"], DEFAULT_PLAN["after"])
+        plan["after"] = self.to_ticks(plan["after"], DEFAULT_PLAN["after"])
         return plan
 
     @property

@@ -53,7 +53,7 @@ class Phone(Actor):
         self.heard: set[str] = set()               # everything `hearing` was while off-hook
         self.recording: list[np.ndarray] | None = None
         self.answer_after_rings = answer_after_rings
-        self.hang_up_after = _ticks(world, hang_up_after)
+        self.hang_up_after = self.to_ticks(hang_up_after)
         self.answered_at: int | None = None
         self._ring_on = False
         self._last_ring_edge = -10**9
@@ -249,14 +249,6 @@ class Phone(Actor):
         cid = f", caller IDs {[n for n, _ in self.caller_ids]}" if self.caller_ids else ""
         return (f"phone {self.channel} {hook}{ring}, hears {self.hearing}{cid}; "
                 f"recent: {self.recent()}")
-
-
-def _ticks(world, value) -> int | None:
-    if value is None:
-        return None
-    if hasattr(value, "to_ticks"):
-        return value.to_ticks(world.tick_s)
-    return world.ticks(float(value))
 
 
 def _tone_gaps(world) -> dict[str, int]:
