@@ -160,5 +160,11 @@ register_bench("acd", "routing decisions per second and latency of a large ACD",
                _bench_acd_args, _bench_acd)
 
 
+# ---- ctid and its CTI API: status, calls, check-config, keygen, bench events ----------------
+from ctid.cti import tools as _cti_tools  # noqa: E402
+
+_cti_tools.register_all(register, register_bench)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
