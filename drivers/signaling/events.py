@@ -45,16 +45,26 @@ class Incoming(CallEvent):
     dnis: str = ""
     caller_name: str = ""
     category: str = ""
+    # ISDN numbers' type of number, numbering plan and presentation (Q.931 words as
+    # drivers.native.libpri names them); empty where the signaling has none.
+    calling_ton: str = ""
+    calling_plan: str = ""
+    presentation: str = ""
+    screening: str = ""
+    called_ton: str = ""
+    called_plan: str = ""
+    redirecting: str = ""
+    redirecting_reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class Proceeding(CallEvent):
-    pass
+    inband: bool = False        # progress indicator: in-band information available
 
 
 @dataclasses.dataclass(frozen=True)
 class Alerting(CallEvent):
-    pass
+    inband: bool = False        # ringback comes in-band from the far end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +105,27 @@ class DialComplete(CallEvent):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Progress(CallEvent):
+    """Call progress before answer (ISDN PROGRESS): in-band tones or announcements."""
+    inband: bool = False
+    cause: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelReset(CallEvent):
+    """The channel was reset (ISDN RESTART) by this node or the far end."""
+    reason: str = ""
+    by_far_end: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DChannel(CallEvent):
+    """A span's signaling link (PRI D-channel) came up or went down (span-level)."""
+    up: bool
+    reason: str = ""
+
+
 # ---- actions (cardd carries these out) --------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Action:
@@ -126,6 +157,19 @@ class NewCall(Action):
 @dataclasses.dataclass(frozen=True)
 class EndCall(Action):
     """The call on this channel is over: cardd forgets its call id after earlier Emits."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SendFrame(Action):
+    """Send one frame (without FCS) on the span's D-channel."""
+    frame: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class TakeCall(Action):
+    """The call on `from_channel` continues on this channel (the far end moved it to
+    another B-channel): cardd moves its call id, ANI and DNIS here."""
+    from_channel: int
 
 
 # Q.850 cause values used by the signaling modules.
