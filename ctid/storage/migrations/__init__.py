@@ -1,0 +1,1 @@
+"""Alembic migrations of ctid's schema (a package so that it ships with ctid)."""
