@@ -147,7 +147,11 @@ class Cardd:
         self.running = True
         block_s = self.cfg.block / 8000
         while self.running and (max_ticks is None or self.tick < max_ticks):
-            tin = self.backend.exchange(self.tx)
+            self.waiting = True            # a stop signal may interrupt the wait for audio
+            try:
+                tin = self.backend.exchange(self.tx)
+            finally:
+                self.waiting = False
             started = time.perf_counter()
             self.tick = tin.tick if tin.tick else self.tick + 1
             self.step(tin)
@@ -397,14 +401,21 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             log.warning("metrics not served on %s: %s", cfg.metrics_listen, e)
 
+    class Stopped(Exception):
+        pass
+
     def stop(signum, frame):
         daemon.running = False
+        if getattr(daemon, "waiting", False):
+            raise Stopped()          # blocked waiting for the clock that stopped: leave now
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("running: %d channels on %s backend, events %s, commands %s", len(daemon.slots),
              cfg.backend, cfg.events_endpoint, cfg.commands_endpoint)
     try:
         daemon.run()
+    except Stopped:
+        pass
     except BackendError as e:
         log.error("backend failed: %s", e)
         return 1
