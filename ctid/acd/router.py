@@ -253,6 +253,14 @@ class Acd:
         for m in a.memberships.values():
             m.queue.index.add(a, m)
 
+    def _after_cancel(self, a: Agent, now, acts) -> None:
+        """An offer to ``a`` was withdrawn: a not-ready asked meanwhile applies now."""
+        if a.pending_not_ready is not None:
+            reason, a.pending_not_ready = a.pending_not_ready, None
+            self._set_state(a, "not_ready", now, reason, acts)
+        else:
+            self._agent_available(a, now, acts)
+
     def _offer(self, call: Call, agents, now, acts) -> None:
         q = call.queue
         call.state = OFFERED
@@ -260,8 +268,8 @@ class Acd:
         call.offered_at = now
         call.epoch += 1
         for a in agents:
-            self._set_state(a, "reserve", now, q.name, acts)
             a.offered_call = call.id
+            self._set_state(a, "reserve", now, q.name, acts)
             a.offer_epoch += 1
             m = a.memberships.get(q.name)
             if m is not None:
@@ -402,6 +410,7 @@ class Acd:
             q.remove(call.key)
         elif call.state == STICKY:
             q.sticky.discard(call.id)
+        call.state = NEW
 
     def _finish(self, call: Call) -> None:
         call.state = DONE
@@ -463,6 +472,7 @@ class Acd:
             call.moh = False
             acts.append(MusicOnHold(call.id, q.name, q.cfg.moh or "", False))
         acts.append(CallbackRegistered(call.id, q.name, number, pos, q.ewt_s(pos)))
+        self._dispatch(q, now, acts)          # a sticky wait may have idle members about
 
     # --------------------------------------------------------------- call API
     def call_arrived(self, call_id, queue, caller="", priority=None, data=None, now=None) -> list:
@@ -518,7 +528,7 @@ class Acd:
                   {"position": pos, "wait_s": now - call.entered})
         self._finish(call)
         for a in cancelled:
-            self._agent_available(a, now, acts)
+            self._after_cancel(a, now, acts)
         return acts
 
     def _offered_to(self, agent_id, call_id) -> tuple[Agent, Call]:
@@ -572,7 +582,7 @@ class Acd:
             self._set_state(b, "cancel", now, "answered_elsewhere", acts)
             b.offered_call = None
             acts.append(CancelOffer(aid, call.id, "answered_elsewhere"))
-            self._agent_available(b, now, acts)
+            self._after_cancel(b, now, acts)
         return acts
 
     def agent_no_answer(self, agent_id, call_id, now) -> list:
@@ -667,6 +677,8 @@ class Acd:
             if b.state == AFTER_CALL_WORK:
                 b.saved_wrapup_until = max(b.wrapup_until, b.saved_wrapup_until)
                 b.acw_epoch += 1
+            elif b.state == NOT_READY:           # back to not ready when this call is done
+                b.pending_not_ready = b.reason or "not_ready"
             self._set_state(b, "transfer_in", now, "transfer", acts)
             b.call = call.id
             b.calls_handled += 1
@@ -692,9 +704,11 @@ class Acd:
         call = self._call(call_id)
         if call.state not in (WAITING, STICKY):
             raise AcdError(f"call {call_id!r} is {call.state}; a callback can be requested only while waiting")
+        if number is not None and (not isinstance(number, str) or not number):
+            raise AcdError(f"callback number must be a non-empty string, got {number!r}")
         number = number or call.caller
-        if not isinstance(number, str) or not number:
-            raise AcdError(f"call {call_id!r}: no number to call back")
+        if not number:
+            raise AcdError(f"call {call_id!r}: no number to call back (caller number unknown)")
         if now is None:
             raise AcdError("request_callback needs now")
         now = self._clock(now)
@@ -717,7 +731,7 @@ class Acd:
             for a in agents:
                 self._set_state(a, "cancel", now, "callback_failed", acts)
                 a.offered_call = None
-                self._agent_available(a, now, acts)
+                self._after_cancel(a, now, acts)
         else:
             a = self.agents.get(call.agent) if call.agent else None
             self._finish(call)
@@ -931,7 +945,7 @@ class Acd:
                         self._requeue_front(call, now, acts)
                         self._dispatch(call.queue, now, acts)
                 if a.state == READY:
-                    self._agent_available(a, now, acts)
+                    self._after_cancel(a, now, acts)
             elif old in AG_OFFERED and ch == "connected":
                 call = self.calls.get(a.offered_call)
                 if call is not None:
@@ -1037,7 +1051,7 @@ class Acd:
             call.agents = ()
             # Agents first find other waiting work; the call then rings whoever is idle.
             for a in agents:
-                self._agent_available(a, t, acts)
+                self._after_cancel(a, t, acts)
             self._requeue_front(call, t, acts)
             self._dispatch(q, t, acts)
         elif kind == _STICKY:

@@ -256,3 +256,28 @@ def test_listen_whisper_barge_are_actions_on_a_busy_agent():
     with pytest.raises(AcdError, match="mode"):
         acd.supervise("sup1", "a", "spy", 3)
     assert acd.log.events("SUPERVISE")[0].data == {"by": "sup1", "mode": "whisper"}
+
+
+def test_not_ready_asked_while_ringing_applies_when_the_caller_leaves():
+    acd = make(agents=("a",))
+    acd.agent_login("a", "1001", 0)
+    acd.call_arrived("c1", "q", "", now=1)
+    acd.set_not_ready("a", 2, "meeting")
+    acd.call_arrived("c2", "q", "", now=3)
+    acts = acd.call_abandoned("c1", 4)
+    assert offers(acts) == []
+    assert (acd.agents["a"].state, acd.agents["a"].reason) == ("not_ready", "meeting")
+
+
+def test_a_call_transferred_to_a_not_ready_agent_leaves_them_not_ready_after():
+    acd = make()
+    acd.agent_login("a", "1001", 0)
+    acd.agent_login("b", "1002", 0, ready=False)
+    acd.set_not_ready("b", 1, "training")
+    acd.call_arrived("c1", "q", "", now=2)
+    acd.agent_answered("a", "c1", 3)
+    acd.call_transferred("c1", 10, to_agent="b")
+    assert acd.agents["b"].state == "busy"
+    acd.call_arrived("c2", "q", "", now=11)                     # a takes it (wrap-up 0)
+    acd.call_ended("c1", 20)
+    assert (acd.agents["b"].state, acd.agents["b"].reason) == ("not_ready", "training")
