@@ -27,7 +27,7 @@ from .actions import (AcdError, AgentStateChanged, AgentStateCorrected, Announce
                       IllegalTransition, MusicOnHold, OfferCall, Overflow, QueueFigures,
                       Supervise, Target)
 from .agent import (AFTER_CALL_WORK, BUSY, LOGGED_OFF, NOT_READY, OFFERED as AG_OFFERED,
-                    ON_CALL, ON_HOLD, READY, RESERVED, RINGING, WORKING, Agent, Membership)
+                    ON_CALL, READY, WORKING, Agent, Membership)
 from .overflow import MAX_HOPS
 from .priority import PriorityPolicy, queue_key
 from .queue import (CALLBACK, CONNECTED, DONE, NEW, OFFERED, STICKY, WAITING, Call, Queue,
