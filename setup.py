@@ -71,5 +71,7 @@ setup(
         "cardd=drivers.cardd:main",
         "cardctl=drivers.cardctl:main",
         "ctisim=simulators.ctisim:main",
+        "ctid=ctid.daemon:main",
+        "ctictl=ctid.ctictl:main",
     ]},
 )
