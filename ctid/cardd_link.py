@@ -132,6 +132,8 @@ def reconcile(model: CallModel, node: str, status: cardd_pb2.Reply, now: float) 
                 "channel not reported by cardd")), now))
 
     # 2. the model's connections that cardd no longer carries
+    in_model = {d.id for d in devices.values()
+                if model.parties[d.id].call_id or model.parties[d.id].held_call_id}
     for call in list(model.calls.values()):
         for dev_id, conn in list(call.connections.items()):
             dev = model.devices[dev_id]
@@ -156,8 +158,9 @@ def reconcile(model: CallModel, node: str, status: cardd_pb2.Reply, now: float) 
 
     # 3. cardd's calls the model does not know
     def known(dev) -> bool:
+        # in a call of the model, or in one just cleared above (its hangup is on its way)
         p = model.parties[dev.id]
-        return bool(p.call_id or p.held_call_id)
+        return bool(p.call_id or p.held_call_id) or dev.id in in_model
 
     unknown = {n: chans[n] for n, d in devices.items()
                if n in chans and chans[n].state in IN_CALL and not known(d)}

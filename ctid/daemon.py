@@ -42,37 +42,32 @@ def call_state(call) -> str:
 
 
 class ModelService:
-    """The CTI server's view of the call model."""
+    """The CTI server's view of the call model. `carry_out(out, now)` sends the commands and
+    CDRs of a request and returns its events; `status()` adds the daemon's own counts."""
 
-    def __init__(self, daemon: "Ctid"):
-        self.daemon = daemon
+    def __init__(self, model: CallModel, carry_out=None, status=None):
+        self.model = model
+        self.carry_out = carry_out or (lambda out, now: list(out.events))
+        self.extra_status = status or (lambda: {})
 
     def handle(self, req: cti_pb2.Request, now: float):
-        reply, out = self.daemon.model.request(req, now)
-        return reply, self.daemon.carry_out(out, now)
+        reply, out = self.model.request(req, now)
+        return reply, self.carry_out(out, now)
 
     def snapshot(self):
-        return self.daemon.model.snapshot()
+        return self.model.snapshot()
 
     def call_devices(self, call_id: str) -> list[str] | None:
-        call = self.daemon.model.calls.get(call_id)
+        call = self.model.calls.get(call_id)
         if call is None:
             return None
         return [d for d, c in call.connections.items() if c.state != ConnState.NULL]
 
     def status(self) -> dict[str, str]:
-        d = self.daemon
-        st = {"name": d.cfg.ctid.name, "calls": str(len(d.model.calls)),
-              "devices": str(len(d.model.devices)),
-              "devices_in_service": str(sum(1 for x in d.model.devices.values() if x.in_service))}
-        for link in d.links.values():
-            st[f"cardd.{link.node}"] = "up" if link.up and not link.seq.syncing else \
-                ("syncing" if link.up else "down")
-        if d.store is not None:
-            try:
-                st["db_pending"] = str(d.store.pending())
-            except Exception:
-                st["db_pending"] = "?"
+        m = self.model
+        st = {"calls": str(len(m.calls)), "devices": str(len(m.devices)),
+              "devices_in_service": str(sum(1 for x in m.devices.values() if x.in_service))}
+        st.update(self.extra_status())
         return st
 
 
@@ -101,7 +96,8 @@ class Ctid:
                                retain=cfg.cti.retain, heartbeat_s=cfg.cti.heartbeat_ms / 1000,
                                server_key=cfg.cti.server_key or None, keys=cfg.cti.keys or None)
         audit = AuditLog(os.path.join(run_dir, "cti-audit.log"), store=self.store)
-        self.server = CtiServer(self.ctx, settings, ModelService(self), metrics=self.metrics,
+        service = ModelService(self.model, self.carry_out, self.status)
+        self.server = CtiServer(self.ctx, settings, service, metrics=self.metrics,
                                 audit=audit, clock=self.clock).open()
         now = self.clock()
         for node in cfg.cardd:
@@ -112,6 +108,19 @@ class Ctid:
         log.info("CTI epoch %s: events %s, requests %s (%s)", self.server.epoch, settings.events,
                  settings.requests, "CURVE" if self.server.curve else "NO SECURITY")
         return self
+
+    def status(self) -> dict[str, str]:
+        st = {"name": self.cfg.ctid.name}
+        for link in self.links.values():
+            st[f"cardd.{link.node}"] = ("syncing" if link.seq.syncing else "up") if link.up else "down"
+        if self.store is not None:
+            try:
+                st["db_pending"] = str(self.store.pending())
+            except Exception:
+                st["db_pending"] = "?"
+        for outcome, n in sorted(self.outcomes.items()):
+            st[f"calls_ended.{outcome}"] = str(n)
+        return st
 
     # ---- carrying out the model's output --------------------------------------------------
     def carry_out(self, out: Out, now: float) -> list[cti_pb2.Event]:

@@ -391,11 +391,20 @@ class CtiServer:
         return reply, join_pieces(REPLY_EVENTS_TAG, res.pieces)
 
 
-def serve(server: CtiServer, stop, poll_ms: int = 50) -> None:
-    """Run a server on its own until stop (a threading.Event) is set: tests and tools."""
+def serve(server: CtiServer, stop, poll_ms: int = 20, tasks=None) -> None:
+    """Run a server on its own until stop (a threading.Event) is set: tests and tools.
+    `tasks` (a queue.Queue of callables taking the server) run in this loop, since a
+    ZeroMQ socket belongs to one thread."""
+    import queue
     poller = zmq.Poller()
     for sock in server.sockets:
         poller.register(sock, zmq.POLLIN)
     while not stop.is_set():
         poller.poll(poll_ms)
+        while tasks is not None:
+            try:
+                task = tasks.get_nowait()
+            except queue.Empty:
+                break
+            task(server)
         server.process()
