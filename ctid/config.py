@@ -47,7 +47,8 @@ import zoneinfo
 from typing import Any, Callable
 
 from ctid.model.calls import ChannelRef, Device, DeviceType
-from ctid.model.routing import TARGET_KINDS, Calendar, DialPlan, Route, RoutingError, compile_pattern
+from ctid.model.routing import (TARGET_KINDS, Calendar, DialPlan, Route, RoutingError,
+                                compile_pattern)
 
 SOURCES = ("any", "trunk", "extension")
 DIRECTIONS = ("both", "in", "out")
@@ -507,8 +508,8 @@ class _Builder:
         """'node1/5-8,10' -> channel references, each checked against the cardd nodes."""
         m = re.fullmatch(r"\s*([A-Za-z0-9_\-]+)/([0-9,\-\s]+)", spec)
         if not m:
-            raise self.c.problem(table, index, key,
-                                 f"{spec!r}: expected NODE/CHANNEL or NODE/FIRST-LAST, e.g. node1/5-8")
+            raise self.c.problem(table, index, key, f"{spec!r}: expected NODE/CHANNEL or "
+                                 "NODE/FIRST-LAST, e.g. node1/5-8")
         node = m.group(1)
         if node not in self.nodes:
             known = ", ".join(sorted(self.nodes)) or "none"

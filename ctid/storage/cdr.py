@@ -162,11 +162,12 @@ def _answered(cdr: dict) -> float | None:
 def call_summary(cdr: dict) -> dict:
     answered = _answered(cdr)
     ended = cdr["ended"]
+    talk = ended - answered if ended is not None and answered is not None else None
     return {
         "call_id": cdr["call_id"], "started": cdr["started"], "answered": answered,
         "ended": ended,
         "duration_s": round(ended - cdr["started"], 3) if ended is not None else None,
-        "talk_s": round(ended - answered, 3) if ended is not None and answered is not None else None,
+        "talk_s": round(talk, 3) if talk is not None else None,
         "calling": cdr["calling"], "called": cdr["called"], "outcome": cdr["outcome"],
         "legs": "; ".join(f"{leg['device']} {leg['role']} {leg['cause']}" for leg in cdr["legs"]),
         "transfers": "; ".join(map(str, cdr["transfers"])),

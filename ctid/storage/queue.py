@@ -96,7 +96,6 @@ class WriteQueue:
         self._backoff = threading.Condition(self._lock)   # the writer between retries
         self._mem: collections.deque[Record] = collections.deque()
         self._tail: collections.deque[Record] = collections.deque()
-        self._inflight = 0                  # head records of _mem being written now
         self._mem_from_spool = 0            # records in _mem that came from the spool
 
         # Spool file bookkeeping (byte offsets into the current spool file).
@@ -144,6 +143,10 @@ class WriteQueue:
                 raise RuntimeError(f"spool directory {self.spool_dir} is in use by another "
                                    "store (one per process and directory)") from None
             self._recover_spool()
+            if self._spool_unread and self._mem:
+                # Submitted before start(): newer than what an earlier run left in the spool.
+                self._tail.extendleft(reversed(self._mem))
+                self._mem.clear()
             t = threading.Thread(target=self._spooler, name=f"{self.name}-spool", daemon=True)
             self._threads.append(t)
         self._threads.append(threading.Thread(target=self._writer, name=f"{self.name}-writer",
@@ -258,7 +261,7 @@ class WriteQueue:
                     self._spool_busy = False
                     self._spool_chunk = 0
                     self._work.notify()         # the writer may take them from the tail
-                    self._spool_cv.wait(delay)
+                    self._backoff.wait(delay)   # not woken by put(): no retry storm
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             delay = self.retry_min_s
@@ -282,29 +285,44 @@ class WriteQueue:
         path = self.spool_path
         if not os.path.exists(path):
             return
-        with open(path, "rb+") as f:
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):
-                log.warning("%s: %s ends with a torn record (%d bytes): dropped", self.name,
-                            path, len(data) - end)
-                f.truncate(end)
-                data = data[:end]
+        size = os.path.getsize(path)
         cursor = 0
         try:
             with open(self._path("cursor")) as f:
                 cursor = int(f.read().strip() or 0)
         except (OSError, ValueError):
             cursor = 0
-        if not 0 <= cursor <= len(data) or (cursor and data[cursor - 1:cursor] != b"\n"):
-            cursor = 0                          # replaying more is harmless: writes are idempotent
-        self._spool_written = len(data)
+        with open(path, "rb+") as f:
+            # The last complete line; anything after it was torn by a crash mid-write.
+            end, pos = 0, size
+            while pos > 0 and not end:
+                step = min(pos, 1 << 16)
+                f.seek(pos - step)
+                block = f.read(step)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    end = pos - step + nl + 1
+                pos -= step
+            if end < size:
+                log.warning("%s: %s ends with a torn record (%d bytes): dropped", self.name,
+                            path, size - end)
+                f.truncate(end)
+            if not 0 <= cursor <= end:
+                cursor = 0
+            if cursor:
+                f.seek(cursor - 1)
+                if f.read(1) != b"\n":
+                    cursor = 0              # replaying more is harmless: writes are idempotent
+            f.seek(cursor)
+            lines = 0
+            while block := f.read(1 << 20):
+                lines += block.count(b"\n")
+        self._spool_written = end
         self._spool_read = self._spool_committed = cursor
-        self._spool_unread = data.count(b"\n", cursor)
-        if self._spool_unread:
-            log.info("%s: %d records waiting in %s from an earlier run", self.name,
-                     self._spool_unread, path)
-        elif self._spool_written:
+        self._spool_unread = lines
+        if lines:
+            log.info("%s: %d records waiting in %s from an earlier run", self.name, lines, path)
+        elif end:
             self._reset_spool_locked()
 
     def _read_spool(self, start: int, end: int, count: int) -> tuple[list[Record], int, int]:
@@ -392,21 +410,23 @@ class WriteQueue:
     def _writer(self) -> None:
         delay = self.retry_min_s
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            ok, transient_error = self._write_batch(batch)
-            if transient_error is not None:
+            try:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                transient_error = self._write_batch(batch)
+                if transient_error is None:
+                    delay = self.retry_min_s
+                    self._done(len(batch))
+                    continue
                 self._note_failure(transient_error, len(batch))
-                with self._lock:
-                    self._inflight = 0
-                    if self._abandon:
-                        return
-                    self._backoff.wait(delay)   # only close() cuts it short
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            delay = self.retry_min_s
-            self._done(len(batch))
+            except Exception:               # noqa: BLE001 - a bug or a disk fault: keep going
+                log.exception("%s: writer fault; retrying", self.name)
+            with self._lock:
+                if self._abandon:
+                    return
+                self._backoff.wait(delay)   # only close() cuts it short
+            delay = min(delay * 2, self.retry_max_s)
 
     def _next_batch(self) -> list[Record] | None:
         """Refill memory from the spool (or the tail) and take the head batch; None to stop."""
@@ -426,7 +446,6 @@ class WriteQueue:
                 if plan is None:
                     if self._mem:
                         batch = [self._mem[i] for i in range(min(self.batch, len(self._mem)))]
-                        self._inflight = len(batch)
                         return batch
                     self._idle.notify_all()
                     self._work.wait()
@@ -440,18 +459,18 @@ class WriteQueue:
                 self._spool_read = pos
                 self._spool_unread -= lines
 
-    def _write_batch(self, batch: list[Record]) -> tuple[bool, BaseException | None]:
-        """Commit a batch; on a permanent failure, record by record. Returns (ok, the
-        transient error that stopped it or None)."""
+    def _write_batch(self, batch: list[Record]) -> BaseException | None:
+        """Commit a batch; on a permanent failure, record by record. Returns the transient
+        error that stopped it, or None when every record is written or set aside."""
         todo = [r for r in batch if not r.done]
         if not todo:
-            return True, None
+            return None
         try:
             self._write(todo)
-            return True, None
+            return None
         except Exception as e:              # noqa: BLE001 - classified just below
             if self._transient(e):
-                return False, e
+                return e
             first_error = e
         if len(todo) > 1:
             log.warning("%s: a batch of %d failed (%s): writing its records one by one",
@@ -464,10 +483,10 @@ class WriteQueue:
                     raise first_error
             except Exception as e:          # noqa: BLE001
                 if self._transient(e):
-                    return False, e         # the rest is retried later
+                    return e                # the rest is retried later
                 self._reject(rec, e)
             rec.done = True
-        return True, None
+        return None
 
     def _done(self, n: int) -> None:
         with self._lock:
@@ -479,7 +498,6 @@ class WriteQueue:
                 if rec.spool_end:
                     cursor = rec.spool_end
                     self._mem_from_spool -= 1
-            self._inflight = 0
             self.counters["written"] += n
             if self.failing_since is not None:
                 log.warning("%s: database back after %.1f s; %d records still waiting",
@@ -489,10 +507,13 @@ class WriteQueue:
                 self._spool_committed = cursor
             drained = (self._spool_written and not self._spool_unread and not self._spool_busy
                        and not self._mem_from_spool)
-            if drained:
-                self._reset_spool_locked()
-            elif cursor:
-                self._save_cursor(cursor)
+            try:
+                if drained:
+                    self._reset_spool_locked()
+                elif cursor:
+                    self._save_cursor(cursor)
+            except OSError as e:            # the cursor only saves replaying: not fatal
+                log.error("%s: spool bookkeeping in %s failed: %s", self.name, self.spool_dir, e)
             if not self._pending():
                 self._idle.notify_all()
 

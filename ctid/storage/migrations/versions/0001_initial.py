@@ -1,4 +1,6 @@
-"""Initial schema: cdr and cdr_leg (calls and their legs), audit (CTI security), queue_log
+"""Initial schema: calls with their legs, the CTI audit log, the ACD queue log.
+
+Tables cdr and cdr_leg (one row per call, one per leg), audit (CTI security), queue_log
 (the ACD's transitions).
 
 Revision 0001, the first. Types are spelled out here rather than imported from the models,
