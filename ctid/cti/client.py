@@ -363,6 +363,11 @@ class CtiClient:
                 continue
             self._read_replies()
 
+    def take_reply(self, rid: int) -> cti_pb2.Reply | None:
+        """The reply to a request sent with send(), if it has come (never waits)."""
+        self._read_replies()
+        return self._stash.pop(rid, None)
+
     def _read_replies(self) -> None:
         while True:
             try:
