@@ -251,6 +251,8 @@ class _Checker:
     def problem(self, table: str, index: int | None, key: str | None, message: str,
                 line: int | None = None) -> _Skip:
         line = line or self.map.line(table, index, key)
+        if line is None and key is not None:        # a sub-table: [table.key] or [key]
+            line = self.map.line(f"{table}.{key}" if table else key, None)
         self.problems.append(ConfigError(self.path, line, self.name(table, index, key), message))
         return _Skip()
 
@@ -294,6 +296,12 @@ class _Checker:
             self.problem("", None, table, f"write each one as a [[{table}]] table")
             return []
         return list(enumerate(raw))
+
+    @staticmethod
+    def declared(entries: list[tuple[int, Any]], key: str) -> set[str]:
+        """Names the entries declare, even entries with problems: what refers to them
+        should not report a second, knock-on problem."""
+        return {e[key] for _, e in entries if isinstance(e, dict) and isinstance(e.get(key), str)}
 
 
 def _type_names(types: tuple) -> str:
@@ -487,7 +495,12 @@ class _Builder:
     def _cardd(self) -> None:
         seen: dict[str, int] = {}
         endpoints: dict[str, int] = {}
-        for i, entry in self.c.entries(self.data, "cardd"):
+        entries = self.c.entries(self.data, "cardd")
+        self.nodes = self.c.declared(entries, "node")
+        if not entries and isinstance(self.data.get("cardd", []), list):
+            self.c.problem("", None, "cardd", "no [[cardd]] node: ctid needs at least one "
+                           "cardd to take calls from")
+        for i, entry in entries:
             try:
                 v = self.c.section(entry, "cardd", i, _CARDD)
                 if v["node"] in seen:
@@ -502,7 +515,6 @@ class _Builder:
             except _Skip:
                 continue
             self.cfg.cardd.append(CarddNode(**v))
-        self.nodes = set(seen)
 
     def _channels(self, spec: str, table: str, index: int, key: str) -> list[ChannelRef]:
         """'node1/5-8,10' -> channel references, each checked against the cardd nodes."""
@@ -539,7 +551,9 @@ class _Builder:
 
     def _extensions(self) -> None:
         numbers: dict[str, int] = {}
-        for i, entry in self.c.entries(self.data, "extension"):
+        entries = self.c.entries(self.data, "extension")
+        self.extension_numbers = self.c.declared(entries, "number")
+        for i, entry in entries:
             try:
                 v = self.c.section(entry, "extension", i, _EXTENSION)
                 if v["number"] in numbers:
@@ -555,11 +569,12 @@ class _Builder:
                 continue
             self.cfg.extensions.append(ExtensionConfig(number=v["number"], channel=refs[0],
                                                        name=v["name"]))
-        self.extension_numbers = set(numbers)
 
     def _trunk_groups(self) -> None:
         names: dict[str, int] = {}
-        for i, entry in self.c.entries(self.data, "trunk_group"):
+        entries = self.c.entries(self.data, "trunk_group")
+        self.trunk_names = self.c.declared(entries, "name")
+        for i, entry in entries:
             try:
                 v = self.c.section(entry, "trunk_group", i, _TRUNK_GROUP)
                 if v["name"] in names:
@@ -581,16 +596,15 @@ class _Builder:
             self.cfg.trunk_groups.append(TrunkGroupConfig(name=v["name"], channels=refs,
                                                           number=v["number"],
                                                           direction=v["direction"]))
-        self.trunk_names = set(names)
 
     def _calendars(self) -> None:
         names: dict[str, int] = {}
-        self.calendar_names: set[str] = set()
-        for i, entry in self.c.entries(self.data, "calendar"):
+        entries = self.c.entries(self.data, "calendar")
+        self.calendar_names = self.c.declared(entries, "name")
+        for i, entry in entries:
             try:
                 v = self.c.section(entry, "calendar", i, _CALENDAR)
                 name = v["name"]
-                self.calendar_names.add(name)        # known even if broken: no knock-on errors
                 if name in names:
                     raise self.c.problem("calendar", i, "name", f"calendar {name!r} is already "
                                          f"defined by calendar[{names[name]}]")

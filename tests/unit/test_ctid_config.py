@@ -220,3 +220,18 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_ctid_config(tmp_path / "missing.toml")
     assert e.value.key == "(file)" and "cannot read" in e.value.message
+
+
+def test_a_broken_entry_causes_no_knock_on_problems(tmp_path):
+    # The calendar is wrong, but it is declared: the route naming it is not reported too.
+    text = GOOD.replace('open = ["mon-fri 08:30-17:30"]', 'open = "mon-fri 08:30-17:30"')
+    with pytest.raises(ConfigError) as e:
+        parse_ctid_config(text, "x.toml")
+    assert [(p.line, p.key) for p in e.value.problems] == [(36, "calendar[0].open")]
+    assert "expected list, got str" in e.value.message
+
+
+def test_ctid_needs_a_cardd_node():
+    with pytest.raises(ConfigError) as e:
+        parse_ctid_config('[ctid]\nname = "ctid"\n', "x.toml")
+    assert e.value.key == "cardd" and "at least one" in e.value.message
