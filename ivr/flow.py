@@ -139,7 +139,7 @@ def load_yaml(path: str | os.PathLike, text: str | None = None) -> Any:
         line = mark.line + 1 if mark else 0
         problem = getattr(e, "problem", None) or str(e)
         hint = ""
-        if "alias" in str(problem) or "'*'" in str(e):
+        if "alias" in str(e) or "'*'" in str(e):
             hint = " (quote the keys * and #: \"*\": ..., \"#\": ...)"
         raise FlowError([Issue(path, line, "", f"YAML syntax: {problem}{hint}")]) from None
 
@@ -260,7 +260,7 @@ class Flow:
     prompts: dict[str, PromptDef]
     nodes: dict[str, Node]
     line_of: dict[str, int]          # top-level key -> line
-    prompt_guard_s: float = 600.0    # a prompt that never reports its end is cut off
+    prompt_guard_s: float = 300.0    # a prompt that never reports its end is cut off
 
     @property
     def language(self) -> str:
@@ -630,7 +630,7 @@ def _parse_node(ctx: _Ctx, node_id: str, raw: Any, line: int) -> Node | None:
             exits[f"case{i + 1}"] = target
             exit_lines[f"case{i + 1}"] = cline
     if ntype == "lookup":
-        if (opts["sql"] is None) == (opts["http"] is None):
+        if ("sql" in raw) == ("http" in raw):
             ctx.add(line, "a lookup node has exactly one of sql or http")
     if ntype == "collect" and opts["min"] > opts["max"]:
         ctx.add(key_lines.get("min", line), f"min ({opts['min']}) is more than max ({opts['max']})")
@@ -838,7 +838,7 @@ def load_flow(path: str | os.PathLike, text: str | None = None) -> Flow:
         lists=_lists(ctx, raw["lists"], lines["lists"]) if "lists" in raw else {},
         sources=_sources(ctx, raw["sources"], lines["sources"]) if "sources" in raw else {},
         prompts=prompts, nodes=nodes, line_of=lines,
-        prompt_guard_s=get("prompt_guard", _number(5, 3600), 600.0))
+        prompt_guard_s=get("prompt_guard", _number(5, 3600), 300.0))
     if ctx.issues:
         raise FlowError(ctx.issues)
     return flow

@@ -520,11 +520,15 @@ class IvrSession:
         self._max_deadline = self.now + self.main.max_duration_s
         self._enter(self.flow.start)
 
-    def _end_with(self, action: Action | None, outcome: str) -> None:
-        if action is not None:
-            self._emit(action)
+    def _end_with(self, action, outcome: str) -> None:
+        """End the session; `action` (or a function making it, called once the trail
+        records the exit, so the data it carries is final) goes out before End."""
         if self.state is not S.DONE and self.trail.steps and not self.trail.steps[-1].exit:
             self._leave(outcome)
+        if callable(action):
+            action = action()
+        if action is not None:
+            self._emit(action)
         self.state = S.DONE
         self.outcome = outcome
         self._node_deadline = self._max_deadline = None
@@ -828,14 +832,15 @@ class IvrSession:
     def _enter_queue(self, node: Node) -> None:
         def queue_now():
             self._stop_media()
-            self._end_with(Queue(self._render(node.opts["queue"]), node.opts["priority"],
-                                 self._data(node)), "queued")
+            self._end_with(lambda: Queue(self._render(node.opts["queue"]), node.opts["priority"],
+                                         self._data(node)), "queued")
         self._play(node.opts["prompt"], False, queue_now)
 
     def _enter_transfer(self, node: Node) -> None:
         def transfer_now():
             self._stop_media()
-            self._end_with(Transfer(self._render(node.opts["to"]), self._data(node)), "transferred")
+            self._end_with(lambda: Transfer(self._render(node.opts["to"]), self._data(node)),
+                           "transferred")
         self._play(node.opts["prompt"], False, transfer_now)
 
     def _enter_hangup(self, node: Node) -> None:
@@ -979,13 +984,14 @@ class IvrSession:
         number = str(cmd["to"])
         self._ext_leave()
         self._stop_media()
-        self._end_with(Transfer(number, self._data(self.node)), "transferred")
+        self._end_with(lambda: Transfer(number, self._data(self.node)), "transferred")
 
     def _ext_queue(self, cmd: dict) -> None:
         queue = str(cmd["queue"])
         self._ext_leave()
         self._stop_media()
-        self._end_with(Queue(queue, int(cmd.get("priority", 0)), self._data(self.node)), "queued")
+        priority = int(cmd.get("priority", 0))
+        self._end_with(lambda: Queue(queue, priority, self._data(self.node)), "queued")
 
     def _ext_hangup(self, cmd: dict) -> None:
         self._ext_leave()

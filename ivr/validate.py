@@ -80,9 +80,15 @@ def _cond_parts(cond: Cond):
         yield from _cond_parts(cond.args)
 
 
-def _assigned_vars(flow: Flow) -> set[str]:
+def _assigned_vars(flow: Flow, flows: FlowSet | None = None, seen=None) -> set[str]:
+    """Variables the flow (and the sub-flows it calls: variables are per call) can set."""
+    seen = set() if seen is None else seen
+    seen.add(flow.name)
     out = set(BUILTIN_VARS) | set(flow.vars)
     for n in flow.nodes.values():
+        if n.type == "subflow" and flows is not None and n.opts["flow"] in flows \
+                and n.opts["flow"] not in seen:
+            out |= _assigned_vars(flows[n.opts["flow"]], flows, seen)
         if n.type in ("collect", "menu", "voicemail") and n.opts.get("var"):
             out.add(n.opts["var"])
         elif n.type == "set":
@@ -173,7 +179,7 @@ def validate(flow: Flow, flows: FlowSet | None = None) -> list[Issue]:
                                   "hangup or return")
 
     # -- per-node checks ------------------------------------------------------------------
-    assigned = _assigned_vars(flow)
+    assigned = _assigned_vars(flow, flows)
     for n in nodes.values():
         for item in _prompt_items(n):
             issues += _check_prompt(flow, n, item)
