@@ -89,7 +89,9 @@ class Store:
                 cur = dbapi_conn.cursor()
                 cur.execute(f"PRAGMA busy_timeout = {int(busy_s * 1000)}")
                 cur.execute("PRAGMA journal_mode = WAL")      # readers never wait for the writer
-                cur.execute("PRAGMA synchronous = NORMAL")    # durable at checkpoints in WAL mode
+                # FULL: a commit is on disk before the spool forgets its records (NORMAL
+                # could lose the last commits to a power cut).
+                cur.execute("PRAGMA synchronous = FULL")
                 cur.execute("PRAGMA foreign_keys = ON")
                 cur.close()
             return engine

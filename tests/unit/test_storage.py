@@ -107,6 +107,7 @@ def test_migrations_create_the_schema_the_models_describe(db_url, tmp_path):
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 50
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2      # FULL
     store.close()
 
 
