@@ -36,12 +36,16 @@ deps: .stamp-install
 demo: deps
 	OPENBLAS_NUM_THREADS=1 DEMO_SECONDS=$(DEMO_SECONDS) $(VENV)/bin/ctisim demo
 
+# The storage tests run against SQLite and a real PostgreSQL server started here.
 test: deps
-	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	url=$$(bash scripts/pg-test-server.sh start) && \
+	HOTLINE_TEST_PG_URL="$$url" HOTLINE_REQUIRE_PG=1 OPENBLAS_NUM_THREADS=1 \
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: deps
 	OPENBLAS_NUM_THREADS=1 $(VENV)/bin/cardctl bench media --channels 960 --seconds 10
 	OPENBLAS_NUM_THREADS=1 $(VENV)/bin/cardctl bench dtmf
+	OPENBLAS_NUM_THREADS=1 $(VENV)/bin/ctictl bench acd --agents 5000 --queues 200
 
 clean:
 	rm -rf $(VENV) build *.egg-info .stamp-* hotline_proto/*_pb2.py* drivers/native/_*.so
