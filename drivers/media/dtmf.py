@@ -56,13 +56,14 @@ class DtmfParams:
     min_level_dbm0: float = -42.0     # per tone
     max_twist_high_db: float = 6.5    # high group above low (must accept 4 dB)
     max_twist_low_db: float = 10.5    # low group above high (must accept 8 dB)
-    max_freq_dev: float = 0.025       # relative (accept 1.5 %, reject 3.5 %)
-    min_energy_ratio: float = 0.70    # tones (+ dial tone) / all energy in the window
+    max_freq_dev: float = 0.020       # relative (accept 1.5 %, reject 3.5 %)
+    min_energy_ratio: float = 0.90    # tones (+ dial tone) / all energy in the window
     relative_peak_db: float = 8.0     # peak over the rest of its group together
     min_tone_ms: float = 31.0         # estimated tone length (accept 40 ms, reject 23 ms)
     min_hits: int = 4                 # windows that recognised the key
     end_gap_hops: int = 7             # 35 ms without the key ends it (10 ms breaks bridge)
     gate_ratio: float = 0.08          # block gate: tone share of the block, uncorrected
+    max_harmonic_db: float = 15.0     # second harmonics this far below each tone at least
 
     def __post_init__(self):
         if self.min_hits < 2:
@@ -192,6 +193,15 @@ def _argmax4(a, b, c, d):
     return idx, np.maximum(ab, cd)
 
 
+def _dirichlet_mean(theta: np.ndarray, n: int) -> np.ndarray:
+    """mean over k < n of exp(j theta k): what a tone theta rad/sample away from a bin
+    leaves in that bin of an n-sample DFT, relative to a tone on it."""
+    half = theta / 2
+    small = np.abs(np.sin(half)) < 1e-9
+    ratio = np.sin(n * half) / np.where(small, 1.0, n * np.sin(half))
+    return np.exp(1j * half * (n - 1)) * np.where(small, 1.0, ratio)
+
+
 def _sinc_gain(delta_hz, n: int, rate: int):
     """|DFT gain| of an n-sample window for a tone delta_hz off the bin (sinc series;
     within 1 % up to the first null's half-way point)."""
@@ -229,6 +239,14 @@ class DtmfDetector:
         loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), nb, rate))
         self._gate_level = np.float32((0.4 * amin * nb / 2 * loss) ** 2)
         self._gate_ratio = np.float32(p.gate_ratio * nb / 2)
+        # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
+        wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
+        w0 = 2 * np.pi * DIAL_HZ / rate
+        t = np.arange(n)
+        dk = lambda w: np.exp(1j * np.outer(w, t)).sum(axis=1) / n          # noqa: E731
+        start = SUB * (np.arange(self._hops + 1) - SPAN)[:, None]            # window starts
+        self._leak1 = (np.exp(1j * (w0 - wk) * start) * dk(w0 - wk))[:, None, :].astype(np.complex64)
+        self._leak2 = (np.exp(-1j * (w0 + wk) * start) * dk(-w0 - wk))[:, None, :].astype(np.complex64)
         self._sample = 0
         # Per-row key state.
         self._cur = np.full(rows, -1, dtype=np.int8)     # key being tracked, -1 none
@@ -239,7 +257,10 @@ class DtmfDetector:
         self._a_first = np.zeros(rows, dtype=np.float32)
         self._s_last = np.zeros(rows, dtype=np.int64)
         self._a_last = np.zeros(rows, dtype=np.float32)
+        self._bad = np.zeros(rows, dtype=bool)           # key failed the harmonics test
+        self._tail = np.zeros((rows, 2 * SUB), dtype=np.float32)   # last block's end
         self.keydown = np.zeros(rows, dtype=bool)        # a valid key is held (barge-in)
+        self._harmonic_tables(rate)
 
     # ---- per tick --------------------------------------------------------------------
     def process(self, pcm: np.ndarray, sample: int | None = None) -> list[DtmfDigit]:
@@ -258,11 +279,22 @@ class DtmfDetector:
         self._sample += self.block
         self._dft.push(pcm)
         events: list[DtmfDigit] = []
-        rows = np.flatnonzero(self._gate() | (self._cur >= 0))
+        gate, dial = self._gate()
+        rows = np.flatnonzero(gate | (self._cur >= 0))
         if rows.size:
             y, ew = self._dft.windows(rows)
-            hit, key, amp = self._classify(y, ew)
+            under = np.flatnonzero(dial[rows])
+            if under.size:
+                self._remove_dial_tone(y, under)
+            hit, key, amp, dev_r, dev_c = self._classify(y, ew)
+            was_down = self.keydown[rows]
             self._track(rows, hit, key, amp, t0, events)
+            pos = np.flatnonzero(self.keydown[rows] & ~was_down)
+            if pos.size:                               # keys accepted in this block
+                fresh = rows[pos]
+                h = (self._s_last[fresh] - t0) // SUB + SPAN - 1
+                self._check_harmonics(fresh, pcm, t0, dev_r[h, pos], dev_c[h, pos])
+        self._tail[:] = pcm[:, -2 * SUB:]
         return events
 
     def _gate(self) -> np.ndarray:
@@ -274,11 +306,26 @@ class DtmfDetector:
         p0, p1, p2, p3, p4, p5, p6, p7, p8 = pw
         pr = np.maximum(np.maximum(p0, p1), np.maximum(p2, p3))
         pc = np.maximum(np.maximum(p4, p5), np.maximum(p6, p7))
-        gate = np.minimum(pr, pc) >= self._gate_level
+        weaker = np.minimum(pr, pc)
+        gate = weaker >= self._gate_level
         gate &= (pr + pc + p8) >= self._gate_ratio * self._dft.block_energy()
-        gate &= (p0 + p1 + p2 + p3) <= 2.0 * pr
-        gate &= (p4 + p5 + p6 + p7) <= 2.0 * pc
-        return gate
+        # A strong dial tone leaks into the DTMF bins (up to -26 dB here): allow for it.
+        leak = np.float32(0.01) * p8
+        gate &= (p0 + p1 + p2 + p3) <= 2.0 * pr + leak
+        gate &= (p4 + p5 + p6 + p7) <= 2.0 * pc + leak
+        # Rows where that leak matters (within 30 dB of the weaker tone) get it removed.
+        dial = p8 > np.float32(0.2) * weaker
+        return gate, dial
+
+    def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
+        """Subtract a 450 Hz tone's leakage from the DTMF bins of rows `sel` of `y`.
+
+        A tone A cos(w0 t + phi) gives the 450 Hz bin Y0 ~ (A n / 2) e^{j phi} (its image
+        term is below -30 dB) and bin k Y0 c1[w, k] + conj(Y0) c2[w, k], where the
+        coefficients depend on where window w starts relative to the block.
+        """
+        y0 = y[:, sel, 8:9]
+        y[:, sel, :8] -= y0 * self._leak1 + np.conj(y0) * self._leak2
 
     def _classify(self, y: np.ndarray, ew: np.ndarray):
         """Per window of the selected rows: key hit?, key (4 * row + col), amplitude."""
@@ -310,7 +357,57 @@ class DtmfDetector:
         a2 = ar * ar + ac * ac
         tone_energy = a2 * np.float32(self._n / 2) + pw[..., 8] * self._amp_scale
         ok &= tone_energy >= self._ratio * ew
-        return ok, (4 * ri + ci - 4).astype(np.int8), np.sqrt(a2)
+        return ok, (4 * ri + ci - 4).astype(np.int8), np.sqrt(a2), dr, dc
+
+    # ---- talk-off guard: second harmonics, once per key ----------------------------------
+    _GRID_HZ = 4.0                     # tone frequency grid for the harmonics test
+    _GRID_STEPS = 11                   # +-44 Hz: beyond max_freq_dev of 1633 Hz
+
+    def _harmonic_tables(self, rate: int) -> None:
+        """DFT rows over one window for each tone on a 4 Hz grid around its nominal
+        frequency, for its second harmonic (on an 8 Hz grid) and for 450 Hz."""
+        self._hlimit = np.float32(10 ** (-self.params.max_harmonic_db / 20))
+        t = self._t = np.arange(self._n)
+        steps = np.arange(-self._GRID_STEPS, self._GRID_STEPS + 1) * self._GRID_HZ
+        f = np.array(ROW_HZ + COL_HZ)[:, None] + steps                 # (8, grid)
+        self._grid_f = f
+        ang = -2j * np.pi / rate
+        self._fund_rows = np.exp(ang * f[..., None] * t).astype(np.complex64)
+        self._harm_rows = np.exp(ang * 2 * f[..., None] * t).astype(np.complex64)
+        self._dial_row = np.exp(ang * DIAL_HZ * t).astype(np.complex64)
+
+    def _check_harmonics(self, rows: np.ndarray, pcm: np.ndarray, t0: int,
+                         dev_r: np.ndarray, dev_c: np.ndarray) -> None:
+        """Rows whose key was just accepted: in their last hit window, neither tone may
+        carry a second harmonic (a voice or an instrument does, a DTMF sender does not).
+
+        The harmonics are measured at twice each tone's measured frequency, after
+        removing what the two tones and any 450 Hz dial tone leak into those bins (1336 Hz
+        lies 58 Hz from 2 x 697 Hz, for instance).
+        """
+        n, m, rate = self._n, rows.size, self._rate
+        buf = np.concatenate([self._tail[rows], np.asarray(pcm[rows], dtype=np.float32)],
+                             axis=1)                                       # (m, 240)
+        off = self._s_last[rows] - (t0 - 2 * SUB)
+        win = buf[np.arange(m)[:, None], off[:, None] + self._t]          # (m, n)
+        keys = self._cur[rows].astype(np.intp)
+        tone = np.stack([keys // 4, 4 + keys % 4], axis=1)                # (m, 2)
+        g = np.rint(np.stack([dev_r, dev_c], axis=1) / self._GRID_HZ).astype(np.intp)
+        g = np.clip(g, -self._GRID_STEPS, self._GRID_STEPS) + self._GRID_STEPS
+        basis = np.concatenate([self._fund_rows[tone, g], self._harm_rows[tone, g],
+                                np.broadcast_to(self._dial_row, (m, 1, n))], axis=1)
+        y = np.einsum("mn,mfn->mf", win, basis)                           # (m, 5)
+        f = self._grid_f[tone, g]                                         # (m, 2)
+        w = 2 * np.pi / rate * np.concatenate([f, np.full((m, 1), DIAL_HZ)], axis=1)
+        src, dst = w[:, :, None], 2 * w[:, None, :2]                      # (m, 3, 1), (m, 1, 2)
+        ys = y[:, [0, 1, 4]]
+        leak = (np.einsum("mi,mij->mj", ys, _dirichlet_mean(src - dst, n))
+                + np.einsum("mi,mij->mj", np.conj(ys), _dirichlet_mean(-src - dst, n)))
+        harm = np.abs(y[:, 2:4] - leak)
+        ok = (harm <= self._hlimit * np.abs(y[:, 0:2])).all(axis=1)
+        bad = rows[~ok]
+        self.keydown[bad] = False
+        self._bad[bad] = True
 
     # ---- the key state machine ------------------------------------------------------
     # Per row: IDLE (cur = -1) -> KEY (cur = k; hits counted, gap = windows since the last
@@ -381,7 +478,9 @@ class DtmfDetector:
         # Estimated tone length so far, from the edge windows' coverage.
         start = s_first + n * (1.0 - np.minimum(1.0, a_first / amax))
         end = s_last + n * np.minimum(1.0, a_last / amax)
-        down |= any_hit & (nhit >= p.min_hits) & (end - start >= self._min_len)
+        bad = self._bad[rows] & ~new
+        down |= any_hit & ~bad & (nhit >= p.min_hits) & (end - start >= self._min_len)
+        self._bad[rows] = bad
         self._cur[rows] = cur
         self._gap[rows] = gap
         self._nhit[rows] = nhit
@@ -401,6 +500,7 @@ class DtmfDetector:
         s_first, a_first = self._s_first[rows], self._a_first[rows]
         s_last, a_last = self._s_last[rows], self._a_last[rows]
         down = self.keydown[rows]
+        bad = self._bad[rows]
         for h in range(self._hops):
             v, k, a = hit[h], key[h], amp[h]
             s = t0 + SUB * (h - SPAN + 1)                     # this window's start sample
@@ -417,6 +517,7 @@ class DtmfDetector:
                 cur[ended] = -1
                 down[ended] = False
             if other.any():                                   # a new key starts
+                bad[other] = False
                 cur[other] = k[other]
                 gap[other] = 0
                 nhit[other] = 0
@@ -430,7 +531,8 @@ class DtmfDetector:
             a_last[hitnow] = a[hitnow]
             start = s_first + n * (1.0 - np.minimum(1.0, a_first / amax))
             end = s_last + n * np.minimum(1.0, a_last / amax)
-            down |= hitnow & (nhit >= p.min_hits) & (end - start >= self._min_len)
+            down |= hitnow & ~bad & (nhit >= p.min_hits) & (end - start >= self._min_len)
+        self._bad[rows] = bad
         self._cur[rows] = cur
         self._gap[rows] = gap
         self._nhit[rows] = nhit

@@ -1,0 +1,1 @@
+"""Operator tool logic behind cardctl's subcommands (argument parsing stays in cardctl)."""
