@@ -3,14 +3,18 @@
 A flow's `external` node hands the call to an outside program (an "application"): the
 session emits ExternalStart, then forwards keys and prompt ends; the application answers
 with commands (play, collect, set, transfer, queue, hangup, return). `ExternalBridge`
-is ctid's side: one DEALER per application endpoint, never blocking (an application
-that is down is noticed at once when nothing is connected, else by the node's timeout).
+is ctid's side: one DEALER per application endpoint (connected at start), never
+blocking. A message that finds no connected application waits in a backlog for a short
+grace (a connection being made); after it the session is told the application is
+unreachable and takes its fallback at once. A connected application that stays silent
+is caught by the node's timeout.
 `ExternalApp` is a small helper for writing applications: a ROUTER bound to an endpoint.
 """
 from __future__ import annotations
 
 import collections
 import logging
+import time
 from typing import Iterable
 
 import zmq
@@ -92,14 +96,20 @@ class ExternalBridge:
     endpoints: application name -> endpoint (e.g. "tcp://127.0.0.1:5600")."""
 
     def __init__(self, endpoints: dict[str, str], context: zmq.Context | None = None,
-                 hwm: int = 1000):
+                 hwm: int = 1000, connect_grace_s: float = 1.0,
+                 clock=time.monotonic):
         self.endpoints = dict(endpoints)
         self._ctx = context or zmq.Context.instance()
         self._hwm = hwm
+        self._grace = connect_grace_s
+        self._clock = clock
         self._sockets: dict[str, zmq.Socket] = {}
         self._poller = zmq.Poller()
         self._seq: dict[str, int] = collections.Counter()
+        self._backlog: collections.deque = collections.deque()   # (deadline, app, session, bytes)
         self.stats = collections.Counter()
+        for app in self.endpoints:
+            self._socket(app)                    # start connecting before the first call
 
     def _socket(self, app: str) -> zmq.Socket:
         s = self._sockets.get(app)
@@ -118,29 +128,70 @@ class ExternalBridge:
         return s
 
     def send(self, action: ExternalStart | ExternalSend) -> bool:
-        """Pass one session action on; False when the application cannot be reached now."""
+        """Pass one session action on. False when the application has no endpoint; an
+        application not connected yet is retried until the grace runs out (then `poll`
+        reports the session as unreachable)."""
         if isinstance(action, ExternalStart):
             event = {"kind": "start", "info": action.info}
         else:
             event = action.event
+        try:
+            sock = self._socket(action.app)
+        except ExternalError as e:
+            self.stats["unreachable"] += 1
+            log.warning("external IVR %s: %s", action.session, e)
+            return False
         self._seq[action.session] += 1
         msg = event_to_pb(action.session, self._seq[action.session], action.app, event)
         if event.get("kind") == "hangup":
             self._seq.pop(action.session, None)
+        data = msg.SerializeToString()
+        if any(b[1] == action.app for b in self._backlog):
+            self._backlog.append((self._clock() + self._grace, action.app, action.session, data))
+            return True                          # keep the order behind what waits
         try:
-            self._socket(action.app).send(msg.SerializeToString(), zmq.NOBLOCK)
-        except (zmq.Again, ExternalError) as e:
-            self.stats["unreachable"] += 1
-            log.warning("external IVR %s: cannot send to %s: %s", action.session, action.app,
-                        e if isinstance(e, ExternalError) else "no connected peer")
-            return False
+            sock.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            self._backlog.append((self._clock() + self._grace, action.app, action.session, data))
+            return True
         self.stats["sent"] += 1
         return True
+
+    def backlog(self) -> int:
+        """Messages waiting for a connection."""
+        return len(self._backlog)
+
+    def flush(self) -> list[tuple[str, dict]]:
+        """Retry waiting messages; [(session, {"kind": "unreachable"})] for those whose
+        grace ran out (`poll` does this too)."""
+        return self._retry_backlog() if self._backlog else []
+
+    def _retry_backlog(self) -> list[tuple[str, dict]]:
+        out, keep, blocked = [], collections.deque(), set()
+        now = self._clock()
+        for deadline, app, session, data in self._backlog:
+            if app not in blocked:
+                try:
+                    self._sockets[app].send(data, zmq.NOBLOCK)
+                    self.stats["sent"] += 1
+                    continue
+                except zmq.Again:
+                    pass
+            if now >= deadline:
+                self.stats["unreachable"] += 1
+                log.warning("external IVR %s: application %s unreachable", session, app)
+                if all(o[0] != session for o in out):
+                    out.append((session, {"kind": "unreachable"}))
+                continue
+            blocked.add(app)
+            keep.append((deadline, app, session, data))
+        self._backlog = keep
+        return out
 
     def poll(self, timeout_ms: int = 0) -> list[tuple[str, dict]]:
         """Commands that arrived: [(session, command dict)]. Malformed ones are dropped and
         counted (an application cannot crash ctid)."""
-        out = []
+        out = self.flush()
         if not self._sockets:
             return out
         ready = dict(self._poller.poll(timeout_ms))
