@@ -166,5 +166,30 @@ from ctid.cti import tools as _cti_tools  # noqa: E402
 _cti_tools.register_all(register, register_bench)
 
 
+
+# ---- IVR flows --------------------------------------------------------------------------
+def _ivr_check(args) -> int:
+    from ivr.tools import cmd_check
+    return cmd_check(args)
+
+
+def _ivr_bench(args) -> int:
+    from ivr.tools import cmd_bench
+    return cmd_bench(args)
+
+
+def _ivr_args(configure_name):
+    def configure(p):
+        import ivr.tools
+        getattr(ivr.tools, configure_name)(p)
+    return configure
+
+
+register("check-flows", "validate IVR flow files (file:line: node: problem)",
+         _ivr_args("configure_check"), _ivr_check)
+register_bench("ivr", "IVR interpreter and service throughput", _ivr_args("configure_bench"),
+               _ivr_bench)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
