@@ -36,19 +36,35 @@ _EVENT_FIELD = {
     ev.Answered: "answered", ev.Cleared: "cleared", ev.ServiceChange: "service",
     ev.ToneDetected: "tone", ev.PromptDone: "prompt_done", ev.CallerIdSent: "caller_id_sent",
     ev.DialComplete: "dial_complete",
+    ev.Progress: "progress", ev.ChannelReset: "channel_reset", ev.DChannel: "dchannel",
 }
 
 # Commands the signaling module handles, with how to read their arguments.
 _LINE_COMMANDS = {
     "answer": lambda c: {},
     "hangup": lambda c: {"cause": c.hangup.cause or ev.CAUSE_NORMAL_CLEARING},
-    "dial": lambda c: {"number": c.dial.number},
+    "dial": lambda c: _dial_args(c.dial),
     "play_tone": lambda c: {"tone": c.play_tone.tone},
     "stop_media": lambda c: {},
     "ring": lambda c: {"caller_id": c.ring.caller_id, "caller_name": c.ring.caller_name},
     "play_prompt": lambda c: {"files": list(c.play_prompt.files), "barge_in": c.play_prompt.barge_in},
     "send_digits": lambda c: {"digits": c.send_digits.digits},
+    "reset_channel": lambda c: {},
+    "set_service": lambda c: {"in_service": c.set_service.in_service},
 }
+
+
+def _dial_args(d) -> dict:
+    """The number, plus the ISDN details the command sets (a line without them refuses)."""
+    args = {"number": d.number}
+    for name in ("ani", "caller_name", "called_ton", "called_plan", "calling_ton",
+                 "calling_plan", "presentation", "redirecting", "redirecting_reason",
+                 "channel_mode"):
+        if getattr(d, name):
+            args[name] = getattr(d, name)
+    if d.overlap:
+        args["overlap"] = True
+    return args
 
 
 class CommandError(Exception):
@@ -102,8 +118,9 @@ class Cardd:
     # ---- start-up ---------------------------------------------------------------------
     def open(self) -> None:
         cfg = self.cfg
+        self.spansig = SpanSignaling(self)
         for ch in cfg.channels:
-            if ch.port == "e1":
+            if ch.port == "e1" and ch.span not in self.spansig.spans:
                 raise BackendError(f"{cfg.path}: span {ch.span}: E1 signaling "
                                    f"({ch.signaling}) is not available in this version of cardd")
         options = dict(cfg.backend_options)
@@ -128,7 +145,7 @@ class Cardd:
                 raise BackendError(f"{cfg.path}: channel {ch.channel} is configured as {ch.port} "
                                    f"but the hardware port is {PortKind(port.kind).value}")
             slot = Slot(channel=ch.channel, span=ch.span, row=row, port=ch.port,
-                        line=make_line(ch, cfg.block))
+                        line=self.spansig.line(ch) or make_line(ch, cfg.block))
             self.slots[ch.channel] = slot
             self.by_row[row] = slot
         from drivers.media.engine import MediaEngine
@@ -140,6 +157,7 @@ class Cardd:
         self.commands = CommandServer(self.ctx, cfg.commands_endpoint)
         self._publish(0, 0, "", "node_started",
                       cardd_pb2.NodeStarted(spans=len(inv.spans), channels=len(self.slots)))
+        self.spansig.start(inv)
         self._update_channel_gauges()
 
     # ---- the loop ---------------------------------------------------------------------
@@ -168,6 +186,7 @@ class Cardd:
             slot = self.slots.get(hw.channel)
             if slot is not None:
                 self._drive(slot, "on_hw", HwEvent(hw.event), self.tick)
+        self.spansig.step(tin)
         self.tx, media_events = self.engine.tick(tin.rx)
         for me in media_events:
             slot = self.by_row.get(me.row)
@@ -214,6 +233,10 @@ class Cardd:
                 slot.call_id = ""
             elif isinstance(action, ev.Emit):
                 self._emit(slot, action.event)
+            elif isinstance(action, ev.SendFrame):
+                self.spansig.send_frame(slot.span, action.frame)
+            elif isinstance(action, ev.TakeCall):
+                self.spansig.take_call(slot, action.from_channel)
 
     def _emit(self, slot: Slot, event: ev.CallEvent) -> None:
         name = _EVENT_FIELD[type(event)]
@@ -239,9 +262,9 @@ class Cardd:
         alarms = hw.value if hw.event == HwEvent.ALARM else 0
         self.span_alarms[hw.span] = alarms
         self.metrics.span_alarms.labels(str(hw.span)).set(alarms)
-        from drivers.backends.base import SpanAlarm
-        names = [a.name.lower() for a in SpanAlarm if a and alarms & a]
+        names = _alarm_names(alarms)
         self._publish(0, hw.span, "", "span_alarm", cardd_pb2.SpanAlarm(alarms=alarms, names=names))
+        self.spansig.alarm(hw.span, alarms)
 
     # ---- commands ---------------------------------------------------------------------
     def handle_command(self, cmd: cardd_pb2.Command) -> cardd_pb2.Reply:
@@ -272,6 +295,8 @@ class Cardd:
     def _command(self, kind: str, cmd: cardd_pb2.Command) -> cardd_pb2.Reply:
         if kind == "status":
             return self.status()
+        if kind == "capture":
+            return self.spansig.capture(cmd.capture)
         slot = self._slot(cmd.channel)
         if kind in _LINE_COMMANDS:
             args = _LINE_COMMANDS[kind](cmd)
@@ -311,15 +336,16 @@ class Cardd:
 
     def status(self) -> cardd_pb2.Reply:
         reply = cardd_pb2.Reply(ok=True)
-        from drivers.backends.base import SpanAlarm
         for s in self.inventory.spans:
             alarms = self.span_alarms.get(s.span, 0)
             reply.spans.add(span=s.span, name=s.name, kind=s.kind, alarms=alarms,
-                            alarm_names=[a.name.lower() for a in SpanAlarm if a and alarms & a],
-                            channels=sum(1 for x in self.slots.values() if x.span == s.span))
+                            alarm_names=_alarm_names(alarms),
+                            channels=sum(1 for x in self.slots.values() if x.span == s.span),
+                            **self.spansig.status(s.span))
         for slot in self.slots.values():
             reply.channels.add(channel=slot.channel, span=slot.span,
-                               signaling=cardd_pb2.SIG_FXS if slot.port == "fxs" else cardd_pb2.SIG_FXO,
+                               signaling=cardd_pb2.SIG_PRI if slot.span in self.spansig.spans
+                               else _SIGNALING.get(slot.port, cardd_pb2.SIG_FXO),
                                state=self.channel_state(slot), call_id=slot.call_id,
                                ani=slot.ani, dnis=slot.dnis, in_service=slot.in_service,
                                **self._media_links(slot))
@@ -351,6 +377,8 @@ class Cardd:
             self.metrics.channels.labels(state.lower()).set(counts.get(state.lower(), 0))
 
     def close(self) -> None:
+        if getattr(self, "spansig", None) is not None:
+            self.spansig.close()
         for part in ("publisher", "commands"):
             obj = getattr(self, part, None)
             if obj is not None:
@@ -368,6 +396,175 @@ _STATE_MAP = {
     "CONNECTED": cardd_pb2.CONNECTED, "CLEARING": cardd_pb2.CLEARING, "LOCKOUT": cardd_pb2.CLEARING,
     "OUT_OF_SERVICE": cardd_pb2.OUT_OF_SERVICE, "BLOCKED": cardd_pb2.BLOCKED,
 }
+
+
+_SIGNALING = {"fxs": cardd_pb2.SIG_FXS, "fxo": cardd_pb2.SIG_FXO}
+
+
+# ---- span signaling (E1 spans: PRI) ---------------------------------------------------------
+class SpanSignaling:
+    """The span-level signaling cardd runs: one object per E1 span whose signaling has a
+    factory in SPAN_FACTORIES (PRI: drivers.signaling.pri.PriSpan). Each gives the lines
+    of its channels (`lines`) and takes the span's D-channel frames, alarms, error
+    counters and ticks, answering with (channel, action) pairs (channel 0: the span).
+    It also writes D-channel captures (configured `pcap`, or the Capture command)."""
+
+    COUNTER_POLL_TICKS = 50
+
+    def __init__(self, daemon: "Cardd"):
+        from drivers.signaling.pri.pcap import Captures
+        self.d = daemon
+        self.spans: dict[int, object] = {}
+        self.captures = Captures()
+        self.metrics = None
+        cfg = daemon.cfg
+        for span in cfg.spans:
+            factory = SPAN_FACTORIES.get(span.signaling)
+            if factory is None or span.kind != "e1":
+                continue
+            if self.metrics is None:
+                from drivers.signaling.span_health import SpanMetrics
+                self.metrics = SpanMetrics(daemon.metrics.registry)
+            self.spans[span.span] = factory(span, cfg.channels, block=cfg.block, law=cfg.law,
+                                            metrics=self.metrics)
+
+    def line(self, ch):
+        sig = self.spans.get(ch.span)
+        return sig.lines.get(ch.channel) if sig is not None else None
+
+    def start(self, inventory) -> None:
+        for span in self.d.cfg.spans:
+            path = span.options.get("pcap") if span.span in self.spans else None
+            if path:
+                self.captures.start(span.span, path, self._network(span.span), None)
+        for s in inventory.spans:
+            if s.span in self.spans and s.alarms:
+                self.alarm(s.span, s.alarms)
+
+    def _network(self, span: int) -> bool:
+        return getattr(getattr(self.spans[span], "cfg", None), "node", "") == "network"
+
+    def _when(self) -> float:
+        return self.d.started + self.d.tick * self.d.cfg.block / 8000
+
+    def step(self, tin) -> None:
+        tick = self.d.tick
+        for span, frame in tin.dframes:
+            sig = self.spans.get(span)
+            if sig is None:
+                continue
+            self.captures.write(span, frame, False, self._when())
+            self._run(sig, "on_dframe", frame, tick)
+        for sig in self.spans.values():
+            self._run(sig, "on_tick", tick)
+        self.captures.expire(tick)
+        counters = getattr(self.d.backend, "span_counters", None)
+        if counters is not None and tick % self.COUNTER_POLL_TICKS == 0:
+            for span, sig in self.spans.items():
+                totals = counters(span)
+                if totals and self._run(sig, "on_counters", totals, tick, carry=False):
+                    self._publish_counters(span, totals)
+
+    def alarm(self, span: int, alarms: int) -> None:
+        sig = self.spans.get(span)
+        if sig is not None:
+            self._run(sig, "on_alarm", alarms, self.d.tick)
+
+    def _run(self, sig, method: str, *args, carry: bool = True):
+        """One span-level input; a fault is logged and stays there."""
+        try:
+            out = getattr(sig, method)(*args)
+        except Exception:
+            log.exception("span %d: fault in %s", getattr(sig, "span", 0), method)
+            self.d.metrics.channel_faults.labels(f"span{getattr(sig, 'span', 0)}").inc()
+            return None
+        if not carry:
+            return out
+        for channel, action in out:
+            slot = self.d.slots.get(channel) if channel else None
+            try:
+                if slot is not None:
+                    self.d._carry_out(slot, [action])
+                elif isinstance(action, ev.SendFrame):
+                    self.send_frame(sig.span, action.frame)
+                elif isinstance(action, ev.Emit) and not channel:
+                    e = action.event
+                    self.d._publish(0, sig.span, "", _EVENT_FIELD[type(e)],
+                                    getattr(cardd_pb2, type(e).__name__)(**dataclasses.asdict(e)))
+            except Exception:
+                log.exception("span %d channel %d: fault carrying out %s", sig.span, channel,
+                              type(action).__name__)
+        return out
+
+    def send_frame(self, span: int, frame: bytes) -> None:
+        self.captures.write(span, frame, True, self._when())
+        try:
+            self.d.backend.send_dframe(span, frame)
+        except BackendError as e:
+            log.warning("span %d: D-channel frame not sent: %s", span, e)
+
+    def take_call(self, slot: "Slot", from_channel: int) -> None:
+        old = self.d.slots.get(from_channel)
+        if old is None:
+            return
+        slot.call_id, slot.ani, slot.dnis = old.call_id, old.ani, old.dnis
+        old.call_id = old.ani = old.dnis = ""
+        self.d.engine.stop(old.row)
+
+    def _publish_counters(self, span: int, totals: dict) -> None:
+        from drivers.signaling.span_health import COUNTERS
+        alarms = self.d.span_alarms.get(span, 0)
+        self.d._publish(0, span, "", "span_alarm", cardd_pb2.SpanAlarm(
+            alarms=alarms, names=_alarm_names(alarms),
+            **{k: int(totals.get(k, 0) or 0) for k in COUNTERS}))
+
+    def capture(self, c) -> cardd_pb2.Reply:
+        """The Capture command: write span c.span's D-channel to c.path for c.seconds
+        (0: stop the span's capture)."""
+        if c.span not in self.spans:
+            raise CommandError(f"span {c.span} has no D-channel here (PRI spans: "
+                               f"{', '.join(map(str, sorted(self.spans))) or 'none'})")
+        if c.seconds <= 0:
+            if not self.captures.stop(c.span):
+                raise CommandError(f"no capture is running on span {c.span}")
+            return cardd_pb2.Reply(ok=True)
+        if not c.path:
+            raise CommandError("capture needs a file path")
+        if c.seconds > 86400:
+            raise CommandError("capture: at most 86400 seconds")
+        ticks = int(round(c.seconds * 8000 / self.d.cfg.block))
+        try:
+            self.captures.start(c.span, c.path, self._network(c.span), self.d.tick + ticks)
+        except Exception as e:
+            raise CommandError(str(e)) from None
+        return cardd_pb2.Reply(ok=True)
+
+    def status(self, span: int) -> dict:
+        sig = self.spans.get(span)
+        if sig is None:
+            cfg = next((s for s in self.d.cfg.spans if s.span == span), None)
+            return {"signaling": (cfg.signaling or cfg.kind) if cfg else "", "in_service": True}
+        cfg = next(s for s in self.d.cfg.spans if s.span == span)
+        return {"signaling": cfg.signaling, "link_up": bool(getattr(sig, "dchannel_up", False)),
+                "in_service": bool(sig.health.in_service)}
+
+    def close(self) -> None:
+        self.captures.close()
+
+
+def _pri_span(span, channels, **kw):
+    from drivers.signaling.pri import span_for
+    return span_for(span, channels, **kw)
+
+
+def _alarm_names(alarms: int) -> list[str]:
+    from drivers.signaling.span_health import alarm_names
+    return alarm_names(alarms)
+
+
+# signaling (drivers.config SpanConfig.signaling) -> factory(span, channels, block, law,
+# metrics) of its span-level object.
+SPAN_FACTORIES = {"pri_cpe": _pri_span, "pri_net": _pri_span}
 
 
 def main(argv: list[str] | None = None) -> int:

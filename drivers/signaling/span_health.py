@@ -31,12 +31,14 @@ import enum
 import math
 
 # DAHDI_ALARM_* bits (<dahdi/user.h>), with the E1 words for them.
+# DAHDI's names: yellow is RAI (the far end lost our signal), blue is AIS, red is loss of
+# signal or frame (with los / lof beside it when the card tells which).
 ALARM_BITS: dict[int, str] = {
-    1: "recover", 2: "loopback", 4: "rai", 8: "red", 16: "ais", 32: "notopen",
+    1: "recover", 2: "loopback", 4: "yellow", 8: "red", 16: "blue", 32: "notopen",
     256: "los", 512: "lof", 1024: "lmfa",
 }
 ALARM_BY_NAME = {name: bit for bit, name in ALARM_BITS.items()}
-ALARM_BY_NAME.update({"yellow": 4, "blue": 16, "lfa": 512})
+ALARM_BY_NAME.update({"rai": 4, "ais": 16, "lfa": 512})
 # Counters a card reports, in the order of cardd's SpanAlarm message.
 COUNTERS = ("slips", "crc4_errors", "bpv_errors", "frame_errors", "ebit_errors")
 

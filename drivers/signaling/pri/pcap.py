@@ -90,3 +90,42 @@ def read_pcap(path: str) -> Iterator[tuple[float, bool, bool, bytes]]:
                 raise PcapError(f"{path}: truncated record")
             pkttype, _, _, addr, _ = _LAPD.unpack(data[:_LAPD.size])
             yield sec + usec / 1e6, pkttype == SENT, addr[0] == 1, data[_LAPD.size:]
+
+
+class Captures:
+    """The D-channel captures cardd is writing, per span: started by a command (until a
+    tick) or by configuration (for the whole run)."""
+
+    def __init__(self):
+        self._open: dict[int, tuple[PcapWriter, int | None]] = {}
+
+    def start(self, span: int, path: str, network_side: bool, until: int | None) -> None:
+        self.stop(span)
+        self._open[span] = (PcapWriter(path, network_side), until)
+
+    def stop(self, span: int) -> bool:
+        entry = self._open.pop(span, None)
+        if entry is not None:
+            entry[0].close()
+        return entry is not None
+
+    def path(self, span: int) -> str | None:
+        entry = self._open.get(span)
+        return entry[0].path if entry else None
+
+    def write(self, span: int, frame: bytes, sent: bool, when: float) -> None:
+        entry = self._open.get(span)
+        if entry is not None:
+            entry[0].write(frame, sent, when)
+
+    def expire(self, tick: int) -> list[int]:
+        """Close the captures whose time is up; the spans they were on."""
+        done = [span for span, (_, until) in self._open.items()
+                if until is not None and tick >= until]
+        for span in done:
+            self.stop(span)
+        return done
+
+    def close(self) -> None:
+        for span in list(self._open):
+            self.stop(span)
