@@ -4,6 +4,29 @@ and CDRs out. Time is passed in (seconds); nothing here touches a socket or a cl
 Media paths are cardd bridges: when two parties are connected, their channels are bridged;
 hold unbridges and plays the hold tone to the other party; a three-party conference is a
 cardd conference named after the call.
+
+Routing services: targets the model does not serve itself ("queue:NAME", "ivr:NAME") go to
+the service registered for their kind (`CallModel(..., services={"queue": acd})` or
+`add_service`). A service is any object with
+
+    route(model, out, call, origin, name, number, now, caller_id) -> None
+
+(take the call: answer it, connect a virtual device such as "queue:sales", ring a device
+later with `ring`), and optionally:
+
+    channel_event(model, out, device, event, now) -> bool   # first look at a cardd event
+                                                            # on a device; True: consumed
+    observe(model, out, start, now) -> None    # out.events[start:] the model just produced
+    tick(model, out, now) -> None              # with the model's timers
+    requests: tuple[str, ...]                  # CTI request kinds it serves, with
+    request(model, out, kind, body, now) -> cti_pb2.Reply | None
+
+Virtual devices (no channel) added with `add_device` hold a connection in a call (queued)
+without being a media party: commands for them are skipped and they are left out of
+bridging. A call keeps going while two connections remain, a virtual one included (a
+queued caller whose agent did not answer is still a call); the service holding it ends it
+when its caller leaves. Services drive the model through its public helpers (`ring`,
+`connect`, `clear_connection`, `clear_call`, `event`, `command`, `bridge`, `new_call`).
 """
 from __future__ import annotations
 
@@ -63,7 +86,7 @@ class Party:
 class CallModel:
     def __init__(self, devices: list[Device], dialplan: DialPlan, *, interdigit_s: float = 4.0,
                  ring_timeout_s: float = 30.0, tz: dt.tzinfo | None = None,
-                 hold_tone: str = "call_waiting"):
+                 hold_tone: str = "call_waiting", services: dict | None = None):
         self.devices = {d.id: d for d in devices}
         self.by_channel: dict[ChannelRef, Device] = {d.channel: d for d in devices if d.channel}
         self.parties = {d.id: Party(d) for d in devices}
@@ -75,6 +98,55 @@ class CallModel:
         self.calls: dict[str, Call] = {}
         self._ids = itertools.count(1)
         self._cmd_ids = itertools.count(1)
+        self.services: dict[str, object] = {}
+        self._request_services: dict[str, object] = {}
+        for kind, service in (services or {}).items():
+            self.add_service(kind, service)
+
+    # ---- routing services -----------------------------------------------------------------
+    def add_service(self, kind: str, service) -> None:
+        """Serve routing targets "KIND:NAME" with `service` (see the module docstring)."""
+        if kind in ("ext", "trunk"):
+            raise ValueError(f"{kind!r} targets are served by the call model itself")
+        if kind in self.services:
+            raise ValueError(f"{kind!r} targets already have a service")
+        if not callable(getattr(service, "route", None)):
+            raise ValueError(f"a service for {kind!r} targets needs a route() method")
+        for req in getattr(service, "requests", ()):
+            if hasattr(self, f"_req_{req}") or req in self._request_services:
+                raise ValueError(f"CTI request {req!r} already has a handler")
+            self._request_services[req] = service
+        self.services[kind] = service
+
+    def _unique_services(self) -> list:
+        seen: dict[int, object] = {}
+        for s in self.services.values():
+            seen.setdefault(id(s), s)
+        return list(seen.values())
+
+    def _observe(self, out: "Out", now: float) -> None:
+        """Show services the events the model produced, and those their reactions produced."""
+        start = 0
+        watchers = [s for s in self._unique_services() if hasattr(s, "observe")]
+        while watchers and start < len(out.events):
+            end = len(out.events)
+            for s in watchers:
+                s.observe(self, out, start, now)
+            start = end
+
+    def add_device(self, device: Device) -> Device:
+        """A device the configuration did not list: a virtual one (an ACD group, an IVR
+        port without a channel) that services connect into calls."""
+        if device.id in self.devices:
+            raise ValueError(f"device {device.id!r} already exists")
+        if device.channel is not None and device.channel in self.by_channel:
+            raise ValueError(f"channel {device.channel} already belongs to "
+                             f"{self.by_channel[device.channel].id}")
+        self.devices[device.id] = device
+        if device.channel is not None:
+            self.by_channel[device.channel] = device
+        self.parties[device.id] = Party(device)
+        return device
 
     # ---- helpers ------------------------------------------------------------------------
     def _new_call(self, now: float, calling: str, called: str = "") -> Call:
@@ -101,6 +173,8 @@ class CallModel:
         return e
 
     def _cmd(self, out: Out, device: Device, **kind) -> None:
+        if device.channel is None:          # a virtual device has no channel to command
+            return
         (field, msg), = kind.items()
         cmd = cardd_pb2.Command(id=next(self._cmd_ids), channel=device.channel.channel)
         getattr(cmd, field).CopyFrom(msg)
@@ -133,8 +207,50 @@ class CallModel:
         return device.in_service and not p.call_id and not p.held_call_id and not p.off_hook
 
     def _others(self, call: Call, device: str) -> list[Device]:
+        """The other media parties: devices with a channel and a live connection."""
         return [self.devices[d] for d, c in call.connections.items()
-                if d != device and c.state != ConnState.NULL]
+                if d != device and c.state != ConnState.NULL and self.devices[d].channel is not None]
+
+    # ---- the services' API ----------------------------------------------------------------
+    def new_call(self, now: float, calling: str = "", called: str = "") -> Call:
+        return self._new_call(now, calling, called)
+
+    def ring(self, out: Out, call: Call, dest: Device, now: float, caller_id: str | None = None,
+             origin: Device | None = None) -> cti_pb2.Event | None:
+        """Ring an idle device with `call` (Delivered); None, with nothing done, if the
+        device is busy or out of service. An extension origin hears ringback."""
+        if dest.channel is None or not self.idle(dest):
+            return None
+        self._cmd(out, dest, ring=cardd_pb2.Ring(caller_id=caller_id or call.calling))
+        self._connect(call, dest.id, ConnState.ALERTING, now, "called")
+        self.parties[dest.id].ring_deadline = now + self.ring_timeout_s
+        if origin is not None and origin.type == DeviceType.EXTENSION:
+            self._cmd(out, origin, play_tone=cardd_pb2.PlayTone(tone="ringback"))
+        return self._event(out, "Delivered", call, now, device=dest.id)
+
+    def connect(self, call: Call, device: str, state: ConnState, now: float, role: str) -> None:
+        """Give `device` a connection in `call` in `state` (a new leg the first time)."""
+        self._connect(call, device, state, now, role)
+
+    def clear_connection(self, out: Out, call: Call, device: Device, cause: int, now: float,
+                         reason: str = "") -> None:
+        """Take `device` out of `call` (hung up if it has a channel); a call left with fewer
+        than two connections is cleared."""
+        self._clear_party_in(out, call, device, now, cause, reason=reason, local=False)
+
+    def clear_call(self, out: Out, call: Call, cause: int, now: float) -> None:
+        self._clear_call(out, call, now, cause)
+
+    def event(self, out: Out, name: str, call: Call | None, now: float, device: str = "",
+              **fields) -> cti_pb2.Event:
+        return self._event(out, name, call, now, device=device, **fields)
+
+    def command(self, out: Out, device: Device, **kind) -> None:
+        """One cardd command for `device`'s channel, e.g. command(out, d, answer=Answer())."""
+        self._cmd(out, device, **kind)
+
+    def bridge(self, out: Out, a: Device, b: Device) -> None:
+        self._bridge(out, a, b)
 
     # ---- cardd events -----------------------------------------------------------------
     def channel_event(self, node: str, event: cardd_pb2.ChannelEvent, now: float) -> Out:
@@ -143,9 +259,15 @@ class CallModel:
         if device is None:
             return out
         kind = event.WhichOneof("kind")
+        for service in self._unique_services():
+            hook = getattr(service, "channel_event", None)
+            if hook is not None and hook(self, out, device, event, now):
+                self._observe(out, now)
+                return out
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
             handler(out, device, event, now)
+        self._observe(out, now)
         return out
 
     def _on_service(self, out, device, event, now):
@@ -201,15 +323,9 @@ class CallModel:
             if dest is None:
                 self._fail(out, call, origin, now, "invalidNumber", tone="congestion")
                 return
-            if not self.idle(dest):
+            if self.ring(out, call, dest, now, caller_id=caller_id, origin=origin) is None:
                 self._fail(out, call, origin, now, "busy", tone="busy")
                 return
-            self._cmd(out, dest, ring=cardd_pb2.Ring(caller_id=caller_id or call.calling))
-            self._connect(call, dest.id, ConnState.ALERTING, now, "called")
-            self.parties[dest.id].ring_deadline = now + self.ring_timeout_s
-            if origin.type == DeviceType.EXTENSION:
-                self._cmd(out, origin, play_tone=cardd_pb2.PlayTone(tone="ringback"))
-            self._event(out, "Delivered", call, now, device=dest.id)
         elif kind == "trunk":
             trunk = next((d for d in self.devices.values()
                           if d.type == DeviceType.TRUNK and d.group == name and self.idle(d)), None)
@@ -219,9 +335,11 @@ class CallModel:
             self._cmd(out, trunk, dial=cardd_pb2.Dial(number=number, ani=call.calling))
             self._connect(call, trunk.id, ConnState.INITIATED, now, "called")
             call.data.setdefault("trunk", trunk.id)
+        elif kind in self.services:
+            self.services[kind].route(self, out, call, origin, name, number, now, caller_id)
         else:
-            # Queues and IVR flows are served by the ACD and IVR services; until a call
-            # reaches one, it is failed with a clear cause rather than left ringing.
+            # Without a service for the kind (no ACD or IVR configured) the call is failed
+            # with a clear cause rather than left ringing.
             self._fail(out, call, origin, now, "notAvailable", tone="congestion",
                        reason=f"{kind} targets are not served by this ctid")
 
@@ -322,7 +440,8 @@ class CallModel:
             party.digit_deadline = party.ring_deadline = None
         if conn is None or conn.state == ConnState.NULL:
             return
-        was_conference = sum(c.state != ConnState.NULL for c in call.connections.values()) > 2
+        was_conference = sum(c.state != ConnState.NULL and self.devices[d].channel is not None
+                             for d, c in call.connections.items()) > 2
         if not local:
             self._cmd(out, device, hangup=cardd_pb2.Hangup(cause=cause))
         elif device.type == DeviceType.EXTENSION or was_conference:
@@ -380,6 +499,11 @@ class CallModel:
                 call = self.calls.get(party.call_id)
                 if call is not None:
                     self._clear_party_in(out, call, party.device, now, 19, local=False)
+        for service in self._unique_services():
+            hook = getattr(service, "tick", None)
+            if hook is not None:
+                hook(self, out, now)
+        self._observe(out, now)
         return out
 
     # ---- CTI requests -----------------------------------------------------------------
@@ -387,10 +511,16 @@ class CallModel:
         kind = req.WhichOneof("kind")
         out = Out()
         handler = getattr(self, f"_req_{kind}", None)
-        if handler is None:
+        service = self._request_services.get(kind)
+        if handler is not None:
+            reply = handler(out, getattr(req, kind), now)
+        elif service is not None:
+            reply = service.request(self, out, kind, getattr(req, kind), now)
+        else:
             raise RequestError(f"request {kind!r} is not handled by the call model")
-        reply = handler(out, getattr(req, kind), now) or cti_pb2.Reply()
+        reply = reply or cti_pb2.Reply()
         reply.ok = True
+        self._observe(out, now)
         return reply, out
 
     def _device(self, dev_id: str) -> Device:
