@@ -327,7 +327,18 @@ class Cardd:
             mode = j.mode or "talk"
             if mode not in ("talk", "listen", "whisper"):
                 raise CommandError(f"unknown conference mode {mode!r} (talk, listen, whisper)")
-            self.engine.conf_join(j.conference, slot.row, mode, j.gain_db)
+            whisper_row = None
+            if mode == "whisper":
+                if not j.whisper_to:
+                    raise CommandError("a whisper member needs whisper_to (the channel that hears it)")
+                whisper_row = self._slot(j.whisper_to).row
+            elif j.whisper_to:
+                raise CommandError(f"whisper_to is only for mode 'whisper', not {mode!r}")
+            from drivers.media.engine import MediaError
+            try:
+                self.engine.conf_join(j.conference, slot.row, mode, j.gain_db, whisper_row)
+            except MediaError as e:            # e.g. whisper_to not in the conference yet
+                raise CommandError(str(e)) from None
         elif kind == "conference_leave":
             self.engine.conf_leave(slot.row)
         else:
