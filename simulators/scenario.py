@@ -346,11 +346,22 @@ class Scenario:
         out: dict[int, tuple[str, int]] = {}
         for script in self.scripts:
             for step in script.steps:
-                if step.target:
+                if step.target and step.target[0] not in SPAN_TARGETS:
                     out.setdefault(step.target[1], (step.target[0], step.line))
         for e in self.expectations:
-            if e.target:
+            if e.target and e.target[0] not in SPAN_TARGETS:
                 out.setdefault(e.target[1], (e.target[0], e.line))
+        return out
+
+    def spans_used(self) -> dict[tuple[str, int], int]:
+        """(span-level actor kind, span) -> line of first use."""
+        out: dict[tuple[str, int], int] = {}
+        for step in (st for script in self.scripts for st in script.steps):
+            if step.target and step.target[0] in SPAN_TARGETS:
+                out.setdefault(step.target, step.line)
+        for e in self.expectations:
+            if e.target and e.target[0] in SPAN_TARGETS:
+                out.setdefault(e.target, e.line)
         return out
 
 
@@ -397,6 +408,29 @@ ACTOR_OPTIONS: dict[str, dict[str, tuple]] = {
 CO_OUTBOUND = {"answer": (bool, True), "after": (str, "3s"), "busy": (bool, False),
                "polarity": (bool, False)}
 TONE_NAMES = ("dial", "busy", "ringback", "congestion", "silence", "voice")
+
+
+def register_target(kind: str, actions: dict, checks: dict, final_checks: dict) -> None:
+    """Add a kind of actor that steps and expectations name as `KIND: NUMBER` (span-level
+    actors: the number is a span). Its tables use the string "REQUIRED" for REQUIRED."""
+    def fix(table: dict) -> dict:
+        return {name: {p: (t, REQUIRED if d == "REQUIRED" else d) for p, (t, d) in ps.items()}
+                for name, ps in table.items()}
+    ACTIONS[kind] = fix(actions)
+    CHECKS[kind] = fix(checks)
+    FINAL_CHECKS[kind] = dict(final_checks)
+    SPAN_TARGETS.add(kind)
+
+
+SPAN_TARGETS: set[str] = set()
+
+
+def _register_span_actors() -> None:
+    from .actors import pri_co
+    register_target("pri", pri_co.PRI_ACTIONS, pri_co.PRI_CHECKS, pri_co.PRI_FINAL_CHECKS)
+
+
+_register_span_actors()
 
 STEP_MODIFIERS = ("at", "after", "within", "when", "mark", "note")
 VERBS = ("do", "expect", "wait", "wait_for", "send")
@@ -531,9 +565,9 @@ class _Parser:
             raise self.error(m, "steps", f"a step needs exactly one of {', '.join(VERBS)}"
                              + (f" (has {', '.join(verbs)})" if verbs else ""), line=m.line)
         verb = verbs[0]
-        targets = [t for t in ("phone", "co_line") if t in m]
+        targets = [t for t in ACTIONS if t in m]
         if len(targets) > 1:
-            raise self.error(m, targets[1], "a step acts on one target (phone or co_line)")
+            raise self.error(m, targets[1], f"a step acts on one target ({', '.join(ACTIONS)})")
         step = Step(line=m.line, verb=verb)
         if targets:
             step.target = (targets[0], self.channel(m, targets[0]))
@@ -617,7 +651,7 @@ class _Parser:
             raise ScenarioError(self.path, line, "expect", f"an expectation is a mapping, got {_kind(value)}")
         m = value
         kinds = [k for k in ("event", "no_event", "in_order", "digits", "gap_free", "count",
-                             "phone", "co_line") if k in m]
+                             *FINAL_CHECKS) if k in m]
         if len(kinds) != 1:
             raise self.error(m, "expect", "an expectation needs exactly one of event, no_event, "
                              "in_order, digits, gap_free, count, phone, co_line"
@@ -655,7 +689,7 @@ class _Parser:
         elif kind == "gap_free":
             if m["gap_free"] is not True:
                 raise self.error(m, "gap_free", "write gap_free: true")
-        elif kind in ("phone", "co_line"):
+        elif kind in FINAL_CHECKS:
             e.target = (kind, self.channel(m, kind))
             checks = FINAL_CHECKS[kind]
             named = [c for c in checks if c in m]
@@ -847,6 +881,8 @@ def check_against_cards(sc: Scenario, port_kinds: dict[int, str]) -> None:
     """Refuse a scenario that names channels the cards lack or puts a phone on a CO line."""
     want = {"phone": "fxs", "co_line": "fxo"}
     for channel, (actor, line) in sorted(sc.channels_used().items()):
+        if actor not in want:
+            continue                     # span-level actors: the stack checks their spans
         kind = port_kinds.get(channel)
         if kind is None:
             raise ScenarioError(sc.path, line, actor, f"channel {channel} is not configured "
@@ -1133,7 +1169,7 @@ class ScenarioRun:
     def _do(self, run: _ScriptRun, step: Step, tick: int) -> bool | None:
         """Carry out the step's verb: True when complete, None while waiting, False failed."""
         if step.verb == "do":
-            actor = self.actors[step.target[1]]
+            actor = self._actor(step.target)
             try:
                 getattr(actor, step.name)(**step.params)
             except Exception as e:      # an actor refusing (a phone on-hook cannot dial)
@@ -1142,7 +1178,7 @@ class ScenarioRun:
             self.log(f"tick {tick}: {step.describe()}")
             return True
         if step.verb == "expect":
-            actor = self.actors[step.target[1]]
+            actor = self._actor(step.target)
             return True if actor.check(step.name, **step.params) else None
         if step.verb == "wait":
             return True if tick - run.ready >= step.wait.to_ticks(self.tick_s) else None
@@ -1153,10 +1189,14 @@ class ScenarioRun:
             return True
         raise AssertionError(step.verb)
 
+    def _actor(self, target: tuple[str, int]):
+        """Span-level actors are keyed (kind, span); phones and CO lines by channel."""
+        return self.actors[target] if target in self.actors else self.actors[target[1]]
+
     def _missing(self, step: Step, run: _ScriptRun) -> tuple[str, str]:
         within = step.within or Duration(seconds=DEFAULT_WITHIN_S, text=f"{DEFAULT_WITHIN_S:g}s")
         if step.verb == "expect":
-            actor = self.actors[step.target[1]]
+            actor = self._actor(step.target)
             args = "".join(f" {k}={v!r}" for k, v in step.params.items())
             return f"{step.name}{args} within {within}", actor.describe()
         return f"a cardd event {step.event} within {within}", self._nearby(step.event, run.cursor)
@@ -1281,8 +1321,8 @@ class ScenarioRun:
             if gaps:
                 return ", ".join(f"{a} then {b}" for a, b in gaps[:5])
             return None
-        if e.kind in ("phone", "co_line"):
-            actor = self.actors.get(e.target[1])
+        if e.target is not None:
+            actor = self.actors.get(e.target, self.actors.get(e.target[1]))
             if actor is None:
                 return f"no {e.kind} on channel {e.target[1]}"
             ok, seen = actor.observed(e.check, e.value)
