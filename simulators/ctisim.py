@@ -1,11 +1,13 @@
 """ctisim: the hardware simulator's command line.
 
     ctisim run SCENARIO.yaml [--backend sim|dahdi] [--clock fast|realtime] [--json] [--keep]
+                             [--pcap FILE]
         Virtual cards and the world for the scenario's cardd.toml, cardd as a child process
         (its run directory and sockets under a fresh temporary directory, so runs never
         collide), the scenario, then everything stopped. Exit 0 only when every
         expectation held; otherwise an account of what failed (expected vs seen, the event
         log's tail, cardd's log tail). Exit 2 for a scenario or configuration that cannot run.
+        --pcap FILE: the PRI spans' D-channel frames, as the exchange saw them (LINUX_LAPD).
     ctisim serve --config cardd.toml [--backend sim|dahdi] [--clock realtime|fast]
         The virtual cards (idle phones and CO lines) for a cardd started separately, at the
         endpoints the configuration names, until interrupted.
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -39,6 +42,7 @@ from .clock import Clock
 from .procs import ProcessGroup, on_termination, source_root
 from .scenario import (Duration, Failure, Scenario, ScenarioError, ScenarioRun,
                        check_against_cards, load_scenario)
+from .actors.pri_co import span_actors
 from .simwire import SimwireFrontend
 from .world import World
 
@@ -134,7 +138,8 @@ def frontend_for(backend: str, cards: VirtualCards, cfg: config_mod.CarddConfig)
 
 # ---- the running stack: cards, world, front-end, cardd, the scenario --------------------
 class Stack:
-    def __init__(self, scenario: Scenario, backend: str, clock: str, workdir: str):
+    def __init__(self, scenario: Scenario, backend: str, clock: str, workdir: str,
+                 pcap: str | None = None):
         if scenario.cardd is None:
             raise ScenarioError(scenario.path, None, "cardd", "the scenario names no cardd configuration")
         self.scenario = scenario
@@ -145,6 +150,7 @@ class Stack:
         check_against_cards(scenario, {c.channel: c.port for c in self.cfg.channels})
         self.world = World(self.cards, plan=self.cfg.tone_plan)
         self.world.populate(scenario.lines)
+        self.span_actors = span_actors(self.world, self.cfg, scenario, pcap)   # PRI spans
         self.frontend = frontend_for(backend, self.cards, self.cfg)
         self.procs = ProcessGroup(os.path.join(workdir, "logs"))
         self.client: CarddClient | None = None
@@ -156,7 +162,8 @@ class Stack:
         self.procs.python_module("cardd", "drivers.cardd",
                                  ["--config", self.config_path, "--no-metrics"], cwd=self.workdir)
         self.client = CarddClient(self.cfg.events_endpoint, self.cfg.commands_endpoint)
-        self.run = ScenarioRun(self.scenario, self.world.actors, self.client,
+        actors = collections.ChainMap(self.span_actors, self.world.actors)
+        self.run = ScenarioRun(self.scenario, actors, self.client,
                                tick_s=self.world.tick_s, log=log)
         self.world.directors.insert(0, self.run)
 
@@ -173,6 +180,8 @@ class Stack:
         if self.client is not None:
             self.client.close()
         self.frontend.close()
+        for actor in self.span_actors.values():
+            actor.close()
 
 
 def run_stack(stack: Stack, until: Callable[[], bool], max_seconds: float | None) -> tuple[str, list[Failure]]:
@@ -224,7 +233,8 @@ def cmd_run(args) -> int:
     started = time.monotonic()
     try:
         try:
-            stack = Stack(scenario, args.backend, args.clock or scenario.clock, workdir)
+            stack = Stack(scenario, args.backend, args.clock or scenario.clock, workdir,
+                          pcap=args.pcap)
         except (ScenarioError, config_mod.ConfigError, ValueError, KeyError) as e:
             print(f"ctisim: cannot run {args.scenario}: {e}", file=sys.stderr)
             return 2
@@ -305,6 +315,7 @@ def cmd_serve(args) -> int:
     cards = cards_for(cfg)
     world = World(cards, plan=cfg.tone_plan)
     world.populate()
+    span_actors(world, cfg)                  # an exchange on every PRI span
     frontend = frontend_for(backend, cards, cfg)
     frontend.start()
     clock = Clock(cards, world, frontend, mode=args.clock)
@@ -459,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", action="store_true", help="print the report as JSON")
     r.add_argument("--keep", action="store_true", help="keep the run directory (logs, config)")
     r.add_argument("--verbose", "-v", action="store_true", help="print steps as they run")
+    r.add_argument("--pcap", metavar="FILE", default=None,
+                   help="write the PRI spans' D-channel traffic to FILE (pcap, LINUX_LAPD)")
     s = sub.add_parser("serve", help="serve virtual cards for a cardd configuration")
     s.add_argument("--config", required=True)
     s.add_argument("--backend", choices=BACKENDS, default=None)
