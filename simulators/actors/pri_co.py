@@ -618,6 +618,10 @@ class PriCentralOffice:
                 "restarts": len(self.co.restarts)}[what]
         return have == value, f"{what} {have}"
 
+    def close(self) -> None:
+        if self.pcap is not None:
+            self.pcap.close()
+
     def describe(self) -> str:
         states = collections.Counter(c.state for c in self.co.calls)
         recent = "; ".join(f"tick {t}: {x}" for t, x in self.log[-5:]) or "nothing yet"
@@ -690,3 +694,18 @@ PRI_CHECKS: dict[str, dict[str, tuple]] = {
 }
 PRI_FINAL_CHECKS = {"answered": int, "cleared": int, "calls_from_host": int,
                     "rejected_by_host": int, "restarts": int}
+
+
+def span_actors(world, cfg, scenario=None, pcap: str | None = None) -> dict:
+    """The span-level actors of a run, keyed as scenario steps name them (("pri", span)):
+    an exchange on every PRI span. A scenario naming a span without one is refused."""
+    offices = attach_pri(world, cfg, pcap=pcap)
+    actors = {("pri", span): office for span, office in offices.items()}
+    if scenario is not None:
+        from simulators.scenario import ScenarioError
+        for (kind, span), line in sorted(scenario.spans_used().items()):
+            if kind == "pri" and (kind, span) not in actors:
+                raise ScenarioError(scenario.path, line, kind,
+                                    f"span {span} is not a PRI span of the configuration "
+                                    f"(PRI spans: {', '.join(map(str, offices)) or 'none'})")
+    return actors
