@@ -1,4 +1,5 @@
-"""cardctl: the operator's tool for cardd (status, DTMF analysis of files, benchmarks)."""
+"""cardctl: the operator's tool for cardd (status, D-channel captures, DTMF analysis of
+files, benchmarks)."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,40 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_pcap(args) -> int:
+    """Have cardd write span N's D-channel to FILE for S seconds, wait, say what came."""
+    import os
+    import time
+
+    from drivers.signaling.pri.pcap import PcapError, read_pcap
+    cfg = config_mod.load_cardd_config(args.config)
+    endpoint = args.endpoint or cfg.commands_endpoint
+    path = os.path.abspath(args.file)          # cardd runs elsewhere: give it a full path
+    cmd = cardd_pb2.Command(id=1, capture=cardd_pb2.Capture(span=args.span, path=path,
+                                                            seconds=args.seconds))
+    try:
+        reply = request(endpoint, cmd)
+    except TimeoutError as e:
+        print(f"cardctl: {e}", file=sys.stderr)
+        return 1
+    if not reply.ok:
+        print(f"cardctl: {reply.error}", file=sys.stderr)
+        return 1
+    if args.seconds <= 0 or args.no_wait:
+        print(f"cardctl: span {args.span}: capture "
+              + ("stopped" if args.seconds <= 0 else f"to {path} for {args.seconds:g} s started"))
+        return 0
+    time.sleep(args.seconds + 0.5)
+    try:
+        frames = sum(1 for _ in read_pcap(path))
+    except (OSError, PcapError) as e:
+        print(f"cardctl: capture {path}: {e}", file=sys.stderr)
+        return 1
+    print(f"cardctl: span {args.span}: {frames} D-channel frames in {path} "
+          f"(tshark -r {args.file} decodes them)")
+    return 0
+
+
 def cmd_dtmf(args) -> int:
     from drivers.tools import dtmf_cli
     return dtmf_cli.main(args.files)
@@ -76,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="spans and channels of a running cardd")
     s.add_argument("--endpoint", help="cardd's command endpoint (default: from the config)")
     s.set_defaults(func=cmd_status)
+    c = sub.add_parser("pcap", help="capture a PRI span's D-channel to a pcap file")
+    c.add_argument("--span", type=int, required=True)
+    c.add_argument("--seconds", type=float, required=True, help="how long (0 stops a capture)")
+    c.add_argument("--endpoint", help="cardd's command endpoint (default: from the config)")
+    c.add_argument("--no-wait", action="store_true", help="return once the capture started")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_pcap)
     d = sub.add_parser("dtmf", help="print the DTMF digits found in 8 kHz mono WAV files")
     d.add_argument("files", nargs="+")
     d.set_defaults(func=cmd_dtmf)
