@@ -294,6 +294,13 @@ def _name(ctx, v, line):
     return s
 
 
+def _varname(ctx, v, line):
+    s = _str(ctx, v, line)
+    if not _VAR.fullmatch("${" + s + "}"):
+        raise _Bad(f"{s!r} is not a variable name")
+    return s
+
+
 def _template(ctx, v, line):
     return Template(_str(ctx, v, line))
 
@@ -410,6 +417,8 @@ def _cond(ctx, v, line) -> Cond:
         raise _Bad(f"a condition is a mapping, got {v!r}")
     line = getattr(v, "line", line)
     keys = set(v)
+    if keys == {"in_list", "var"}:                 # another variable than the caller's number
+        return Cond("in_list", (_name(ctx, v["in_list"], line), _varname(ctx, v["var"], line)), line)
     if "var" in keys:
         tests = keys & set(_VAR_TESTS)
         extra = keys - set(_VAR_TESTS) - {"var"}
@@ -433,8 +442,8 @@ def _cond(ctx, v, line) -> Cond:
             arg = _bool(ctx, arg, line)
         else:
             arg = Template(_str(ctx, arg, line).lower() if isinstance(arg, bool) else _str(ctx, arg, line))
-        return Cond("var", (_name(ctx, v["var"], line), test, arg), line)
-    if len(keys) != 1 and not (keys == {"in_list", "var"}):
+        return Cond("var", (_varname(ctx, v["var"], line), test, arg), line)
+    if len(keys) != 1:
         raise _Bad(f"one test per condition (use all: or any: to combine), got {sorted(keys)}")
     (op, arg), = v.items()
     if op in ("open", "closed", "holiday"):
@@ -555,6 +564,7 @@ NODE_TYPES: dict[str, dict[str, Field]] = {
     "lookup": dict(source=Field(_name, True), sql=Field(_lookup_sql), http=Field(_http),
                    params=Field(_str_map, default={}), result=Field(_result_map, default={}),
                    timeout=Field(_number(0.1, 60)), wait_prompt=Field(_prompt),
+                   wait_after=Field(_number(0, 60), default=0.5),
                    next=Field(_node_ref, True, exit=True), not_found=Field(_node_ref, exit=True),
                    fallback=Field(_node_ref, True, exit=True)),
     "set": dict(vars=Field(_str_map, True), next=Field(_node_ref, True, exit=True)),

@@ -285,6 +285,8 @@ class IvrSession:
         self._attempt = 0
         self._lookup_id = ""
         self._lookups = 0
+        self._lookup_deadline = 0.0
+        self._wait_prompt = None
         self._stack: list[_Frame] = []
         self._steps = 0
         self._ext_app = ""
@@ -710,10 +712,13 @@ class IvrSession:
                             {k: self._render(t) for k, t in h["body"].items()}, timeout,
                             h["method"])
         self._emit(action)
-        if o["wait_prompt"]:
-            self._play(o["wait_prompt"], False, lambda: None)
         self.state = S.LOOKUP
-        self._node_deadline = self.now + timeout
+        self._lookup_deadline = self.now + timeout
+        # a slow back end: after wait_after the caller hears the wait prompt, not silence
+        self._wait_prompt = o["wait_prompt"] if o["wait_prompt"] and o["wait_after"] < timeout else None
+        self._node_deadline = (self.now + o["wait_after"]) if self._wait_prompt else self._lookup_deadline
+        if self._wait_prompt and o["wait_after"] == 0:
+            self._ev_lookup_timeout()
 
     def _ev_lookup_result(self, request_id: str, result: LookupResult) -> None:
         if request_id != self._lookup_id:
@@ -746,6 +751,16 @@ class IvrSession:
         self._goto("fallback")
 
     def _ev_lookup_timeout(self) -> None:
+        if self._wait_prompt is not None and self.now < self._lookup_deadline:
+            prompts = self._prompts(self._wait_prompt)
+            self._wait_prompt = None
+            if prompts:
+                if self._playing:
+                    self._stale += 1
+                self._emit(Play(prompts, False))
+                self._playing, self._barge, self._then = True, False, None
+            self._node_deadline = self._lookup_deadline
+            return
         self._lookup_id = ""
         self.stats.event(self.flow.name, self.node.id, "timeout")
         self._set("lookup_error", "timeout")

@@ -214,6 +214,9 @@ def validate(flow: Flow, flows: FlowSet | None = None) -> list[Issue]:
                         add(cline, n.id, f"unknown calendar {part.args!r}")
                     if part.op == "in_list" and part.args[0] not in flow.lists:
                         add(cline, n.id, f"unknown list {part.args[0]!r}")
+                    if part.op == "in_list" and part.args[1] not in assigned \
+                            and not part.args[1].startswith("data."):
+                        add(cline, n.id, f"variable {part.args[1]!r} is never set")
                     if part.op == "var" and part.args[0] not in assigned \
                             and not part.args[0].startswith("data."):
                         add(cline, n.id, f"variable {part.args[0]!r} is never set")

@@ -83,19 +83,25 @@ LANG_PLAY = Play((P("gov12345", "choose_language"), T("For English, press 2.", "
 
 
 # ---- 12345 ---------------------------------------------------------------------------
+def to_main(c):
+    """Start a 12345 call and bring it to the main menu (Mandarin, not a VIP)."""
+    c.start(); c.done(); c.wait(4); c.done()
+    return c.answer("C1:1", ok=True, row=None)
+
+
 def test_12345_mandarin_by_default_invalid_key_then_consult_queue():
     c = Caller("gov12345")
-    assert c.start() == [CRM_LOOKUP]
-    assert c.answer("C1:1", ok=True, row=None) == [LANG_PLAY]
+    assert c.start() == [LANG_PLAY]
     assert c.done() == []
     assert c.wait(3.9) == []                                 # not yet
     assert c.wait(0.1) == [SetVar("lang", "zh"), Play((P("gov12345", "welcome"),), True)]
-    assert c.done() == [Play((P("gov12345", "main_menu"),), True)]
+    assert c.done() == [CRM_LOOKUP]
+    assert c.answer("C1:1", ok=True, row=None) == [Play((P("gov12345", "main_menu"),), True)]
     assert c.done() == []
     assert c.keys("9") == [Play((P("gov12345", "invalid"), P("gov12345", "main_menu")), True)]
     assert c.done() == []
     assert c.keys("1") == [Play((P("gov12345", "transferring"),), False)]
-    trail = "screen>profile>language[]>welcome>hours>main[91]>consult".replace("[]", "")
+    trail = "screen>language>welcome>profile>hours>main[91]>consult"
     actions = c.done()
     assert actions == [Queue("gov12345-consult", 0, data(c, service="consult", vip="no")),
                        End("queued", trail)]
@@ -103,8 +109,8 @@ def test_12345_mandarin_by_default_invalid_key_then_consult_queue():
     assert d["ivr_trail"] == trail and d["ivr_flow"] == "gov12345" and d["ivr_lang"] == "zh"
     steps = json.loads(d["ivr_trail_json"])
     assert [(s["node"], s["keys"], s["exit"]) for s in steps] == [
-        ("screen", "", "else"), ("profile", "", "not_found"), ("language", "", "default"),
-        ("welcome", "", "next"), ("hours", "", "else"), ("main", "91", "1"),
+        ("screen", "", "else"), ("language", "", "default"), ("welcome", "", "next"),
+        ("profile", "", "not_found"), ("hours", "", "else"), ("main", "91", "1"),
         ("consult", "", "queued")]
     assert steps[-1]["t"] == pytest.approx(c.t - MON_10 - 2.0)
     assert c.s.finished and c.s.outcome == "queued"
@@ -113,32 +119,47 @@ def test_12345_mandarin_by_default_invalid_key_then_consult_queue():
 
 def test_12345_english_vip_barge_in_to_priority_operator():
     c = Caller("gov12345")
-    c.start()
-    assert c.answer("C1:1", ok=True, row={"vip": "yes", "name": "张三"}) == [SetVar("vip", "yes"), LANG_PLAY]
+    assert c.start() == [LANG_PLAY]
     # barge-in as cardd reports it: PromptDone(interrupted, digit) first, then the Digit
     assert c.done(after=1.0, interrupted=True, digit="2") == []
     assert c.keys("2", gap=0.0) == [SetVar("lang", "en"), Play((P("gov12345", "welcome", "en"),), True)]
-    assert c.done() == [Play((P("gov12345", "main_menu", "en"),), True)]
+    assert c.done() == [CRM_LOOKUP]
+    assert c.answer("C1:1", ok=True, row={"vip": "yes", "name": "张三"}) == [
+        SetVar("vip", "yes"), Play((P("gov12345", "main_menu", "en"),), True)]
     assert c.done() == []
     assert c.keys("0") == [Play((P("gov12345", "transferring", "en"),), False)]
     assert c.done() == [Queue("gov12345-consult", 10, data(c, service="operator", vip="yes")),
-                        End("queued", "screen>profile>language[2]>welcome>hours>main[0]>operator>vip_operator")]
+                        End("queued", "screen>language[2]>welcome>profile>hours>main[0]>operator>vip_operator")]
 
 
 def test_12345_digit_before_prompt_done_makes_that_report_stale():
     c = Caller("gov12345")
     c.start()
-    c.answer("C1:1", ok=True, row=None)
     # another backend's order: the Digit first; the PromptDone that follows is stale
     assert c.keys("2", gap=1.0) == [SetVar("lang", "en"), Play((P("gov12345", "welcome", "en"),), True)]
     assert c.done(after=0.02, interrupted=True, digit="2") == []          # the language prompt's
-    assert c.done() == [Play((P("gov12345", "main_menu", "en"),), True)]  # the welcome's
+    assert c.done() == [CRM_LOOKUP]                                       # the welcome's
+
+
+def test_12345_slow_crm_gets_a_wait_prompt_then_the_flow_goes_on():
+    c = Caller("gov12345")
+    c.start(); c.done(); c.wait(4)
+    assert c.done() == [CRM_LOOKUP]
+    assert c.wait(0.49) == []
+    assert c.wait(0.01) == [Play((P("gov12345", "please_wait"),), False)]
+    assert c.wait(1.5) == [SetVar("lookup_error", "timeout"), Play((P("gov12345", "main_menu"),), True)]
+    assert c.answer("C1:1", ok=True, row={"vip": "yes"}) == []           # too late: ignored
+    # cardd reports the replaced wait prompt, then the menu: only the second one counts
+    assert c.done(after=0.02, interrupted=True) == []
+    assert c.done() == []
+    assert c.keys("2") == [Play((P("gov12345", "transferring"),), False)]
+    assert c.s.vars["vip"] == "no"
 
 
 def test_12345_menu_timeouts_exhaust_retries_to_operator():
     stats = IvrStats()
     c = Caller("gov12345", stats=stats)
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done()
+    to_main(c)
     assert c.done() == []
     retry = Play((P("gov12345", "no_input"), P("gov12345", "main_menu")), True)
     assert c.wait(6) == [retry]
@@ -154,7 +175,8 @@ def test_12345_menu_timeouts_exhaust_retries_to_operator():
 
 def test_12345_repeat_key_does_not_use_a_retry():
     c = Caller("gov12345")
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done(); c.done()
+    to_main(c)
+    c.done()
     menu = Play((P("gov12345", "main_menu"),), True)
     for _ in range(4):
         assert c.keys("*") == [menu]
@@ -164,7 +186,8 @@ def test_12345_repeat_key_does_not_use_a_retry():
 
 def test_12345_case_number_is_collected_and_read_back_digit_by_digit():
     c = Caller("gov12345")
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done(); c.done()
+    to_main(c)
+    c.done()
     assert c.keys("3") == [Collect("case_no", 8, 8, "#", 8.0, 4.0),
                            Play((P("gov12345", "ask_case"),), True)]
     assert c.done() == []
@@ -179,7 +202,8 @@ def test_12345_case_number_is_collected_and_read_back_digit_by_digit():
 
 def test_12345_short_case_number_times_out_as_invalid():
     c = Caller("gov12345")
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done(); c.done()
+    to_main(c)
+    c.done()
     c.keys("3"); c.done()
     assert c.keys("1234") == []
     assert c.wait(3.9) == []
@@ -194,15 +218,14 @@ def test_12345_short_case_number_times_out_as_invalid():
 ])
 def test_12345_after_hours_takes_a_message(when, closed):
     c = Caller("gov12345", t0=when)
-    c.start()
-    assert c.answer("C1:1", ok=False, error="http: connection refused") == [
-        SetVar("lookup_error", "http: connection refused"), LANG_PLAY]
-    c.done(); c.wait(4)
-    actions = c.done()
+    c.start(); c.done(); c.wait(4)
+    assert c.done() == [CRM_LOOKUP]
+    actions = c.answer("C1:1", ok=False, error="http: connection refused")
+    assert actions[0] == SetVar("lookup_error", "http: connection refused")
     if not closed:
-        assert actions == [Play((P("gov12345", "main_menu"),), True)]
+        assert actions[1:] == [Play((P("gov12345", "main_menu"),), True)]
         return
-    assert actions == [Play((P("gov12345", "after_hours"),), False)]
+    assert actions[1:] == [Play((P("gov12345", "after_hours"),), False)]
     assert c.keys("5") == []                                 # that prompt cannot be skipped
     actions = c.done(after=10)
     assert actions == [RecordVoicemail("12345", 120.0, 5.0, True, data(c, service="after_hours"))]
@@ -210,12 +233,13 @@ def test_12345_after_hours_takes_a_message(when, closed):
     c.t += 35
     assert c.s.on_record_done(True, "/spool/vm/12345/1.wav", 35.0, c.t) == [
         SetVar("message", "/spool/vm/12345/1.wav"), Play((P("gov12345", "goodbye"),), False)]
-    assert c.done() == [Hangup(16), End("hangup", "screen>profile>language>welcome>hours>after_hours>goodbye")]
+    assert c.done() == [Hangup(16), End("hangup", "screen>language>welcome>profile>hours>after_hours>goodbye")]
 
 
 def test_12345_recording_that_never_reports_still_ends():
     c = Caller("gov12345", t0=at(2026, 11, 23, 20, 0))
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done(); c.done()
+    to_main(c)
+    c.done()
     assert c.wait(129.9) == []
     assert c.wait(0.1) == [SetVar("message", ""), Play((P("gov12345", "goodbye"),), False)]
 
@@ -229,9 +253,9 @@ def test_12345_blacklisted_caller_is_refused():
 def test_12345_hangup_in_menu_is_an_abandon():
     stats = IvrStats()
     c = Caller("gov12345", stats=stats)
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done()
+    to_main(c)
     c.t += 3
-    assert c.s.on_hangup(c.t) == [End("abandoned", "screen>profile>language>welcome>hours>main")]
+    assert c.s.on_hangup(c.t) == [End("abandoned", "screen>language>welcome>profile>hours>main")]
     assert c.s.deadline is None
     main = stats.node("gov12345", "main")
     assert main.abandons == 1 and main.exits == {} and main.time_s == pytest.approx(3)
@@ -240,7 +264,7 @@ def test_12345_hangup_in_menu_is_an_abandon():
 
 def test_12345_max_duration_sends_the_caller_to_an_operator():
     c = Caller("gov12345")
-    c.start(); c.answer("C1:1", ok=True, row=None); c.done(); c.wait(4); c.done()
+    to_main(c)
     # the caller keeps asking for a repeat; after 600 s in the IVR the flow gives up
     while c.t < MON_10 + 590:
         c.done(); c.keys("*")
@@ -455,3 +479,37 @@ def test_overdue_timer_runs_before_a_late_event(tmp_path):
     c.start(); c.done()
     # the shell missed the timer; the key pressed after the deadline does not count
     assert c.keys("1", gap=6) == [Hangup(31), End("hangup", "a>c")]
+
+
+def test_branch_conditions(tmp_path):
+    flows = small_flow(tmp_path, """\
+        a:
+          type: branch
+          cases:
+            - if: {all: [{in_list: vip, var: data.account}, {not: {weekday: [sat, sun]}}]}
+              goto: vip
+            - if: {any: [{time: "22:00-06:00"}, {date: "2026-12-24..2026-12-26"}]}
+              goto: night
+            - if: {var: ani, matches: "0[1-9].*"}
+              goto: landline
+            - if: {var: data.level, ge: 3}
+              goto: gold
+          else: other
+        vip: {type: hangup, cause: 1}
+        night: {type: hangup, cause: 2}
+        landline: {type: hangup, cause: 3}
+        gold: {type: hangup, cause: 4}
+        other: {type: hangup, cause: 5}
+    """, head="lists: {vip: ['A1']}\n")
+
+    def cause(ani="138", t=MON_10, **data):
+        s = IvrSession(flows, "s", CallInfo("C1", ani, "", data))
+        return s.start(t)[0].cause
+
+    assert cause(account="A1") == 1
+    assert cause(account="A1", t=at(2026, 11, 22, 10, 0)) == 5       # Sunday: not the VIP path
+    assert cause(t=at(2026, 11, 23, 23, 30)) == 2 and cause(t=at(2026, 11, 24, 5, 59)) == 2
+    assert cause(t=at(2026, 11, 24, 6, 0)) == 5
+    assert cause(t=at(2026, 12, 25, 12, 0)) == 2
+    assert cause(ani="01062345678") == 3
+    assert cause(level="3") == 4 and cause(level="2.5") == 5 and cause(level="high") == 5
