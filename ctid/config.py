@@ -147,6 +147,10 @@ class CtidConfig:
     trunk_groups: list[TrunkGroupConfig] = dataclasses.field(default_factory=list)
     routes: list[Route] = dataclasses.field(default_factory=list)
     calendars: dict[str, Calendar] = dataclasses.field(default_factory=dict)
+    # The ACD ([acd], [[queue]], [[agent]]): read by ctid.acd_service.settings.
+    acd: Any = None
+    queues: list = dataclasses.field(default_factory=list)
+    agents: list = dataclasses.field(default_factory=list)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -420,6 +424,7 @@ _CALENDAR = {"name": Field(str, required=True, check=_name),
              "workdays": Field(list, [], check=_strings)}
 _TABLES = {"ctid": _CTID, "cti": _CTI, "metrics": _METRICS, "database": _DATABASE}
 _ARRAYS = ("cardd", "extension", "trunk_group", "route", "calendar")
+_SERVICE_SECTIONS = ("acd", "queue", "agent")     # read by ctid.acd_service.settings
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -460,21 +465,25 @@ class _Builder:
         self.data = data
         self.cfg = CtidConfig(path=checker.path)
         self.taken: dict[ChannelRef, str] = {}          # channel -> who uses it
+        self.queue_names: set[str] = set()
 
     def build(self) -> CtidConfig:
         c, data = self.c, self.data
         for key in data:
-            if key not in _TABLES and key not in _ARRAYS:
-                near = difflib.get_close_matches(key, [*_TABLES, *_ARRAYS], n=1)
+            known = [*_TABLES, *_ARRAYS, *_SERVICE_SECTIONS]
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
                 hint = f"did you mean {near[0]!r}? " if near else ""
                 line = (c.map.line(key, None) or c.map.line(key, 0) or c.map.line("", None, key))
                 c.problem("", None, key, f"unknown section ({hint}known: "
-                          f"{', '.join(sorted([*_TABLES, *_ARRAYS]))})", line)
+                          f"{', '.join(sorted(known))})", line)
         self._tables()
         self._cardd()
         self._extensions()
         self._trunk_groups()
         self._calendars()
+        from ctid.acd_service import settings as acd_settings
+        acd_settings.build(self)
         self._routes()
         return self.cfg
 
@@ -653,6 +662,10 @@ class _Builder:
                                      "takes inbound calls only (direction = \"in\")")
         if kind in ("queue", "ivr") and not name:
             raise self.c.problem("route", index, key, f"{target!r}: name the {kind}")
+        if kind == "queue" and name not in self.queue_names:
+            known = ", ".join(sorted(self.queue_names)) or "none"
+            raise self.c.problem("route", index, key,
+                                 f"{target!r}: no queue {name!r} (see [[queue]]; known: {known})")
 
     def _routes(self) -> None:
         earlier: list[tuple[int, Route]] = []
