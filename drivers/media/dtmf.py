@@ -62,7 +62,8 @@ class DtmfParams:
     min_tone_ms: float = 31.0         # estimated tone length (accept 40 ms, reject 23 ms)
     min_hits: int = 4                 # windows that recognised the key
     end_gap_hops: int = 7             # 35 ms without the key ends it (10 ms breaks bridge)
-    gate_ratio: float = 0.08          # block gate: tone share of the block, uncorrected
+    gate_ratio: float = 0.45          # gate: tones' share of the last window, uncorrected
+    gate_peak: float = 0.3            # gate: the rest of a group against its peak
     max_harmonic_db: float = 15.0     # second harmonics this far below each tone at least
 
     def __post_init__(self):
@@ -86,7 +87,7 @@ class WindowedDft:
     the phase turn between consecutive windows is the tone's offset from the bin
     frequency); ``energy`` (hops, n) is each of ``y[1:]``'s windows' sum of squares.
     Window ``h`` starts ``sub * (h - span + 1)`` samples after the block's start.
-    ``block_dft()`` is the DFT over the whole block (rows, K) and ``block_energy()``.
+    ``last_window()`` is the last window's DFT and energy for all rows.
     """
 
     def __init__(self, rows: int, freqs, rate: int = RATE, block: int = 160,
@@ -147,19 +148,16 @@ class WindowedDft:
         self._h[s:, sel] = np.matmul(x.reshape(n, hops, sub).transpose(1, 0, 2), self._basis)
         self._e[s:, sel] = np.einsum("rpn,rpn->pr", *(x.reshape(n, hops, sub),) * 2)
 
-    def block_dft(self) -> np.ndarray:
-        hc = self._h.view(np.complex64)[self.span:]
-        out = hc[0] + hc[1]
-        for j in range(2, self.hops):
-            out += hc[j]
-        return out
-
-    def block_energy(self) -> np.ndarray:
-        e = self._e[self.span:]
-        out = e[0] + e[1]
-        for j in range(2, self.hops):
-            out += e[j]
-        return out
+    def last_window(self) -> tuple[np.ndarray, np.ndarray]:
+        """The DFT (rows, K) and energy (rows,) of this block's last window, all rows."""
+        hc = self._h.view(np.complex64)
+        e = self._e
+        y = hc[-1] + hc[-2]
+        ew = e[-1] + e[-2]
+        for j in range(3, self.span + 1):
+            y += hc[-j]
+            ew += e[-j]
+        return y, ew
 
     def windows(self, sel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         hops, s = self.hops, self.span
@@ -233,12 +231,12 @@ class DtmfDetector:
         self._ratio = np.float32(p.min_energy_ratio)
         self._phase_to_hz = np.float32(rate / (2 * np.pi * SUB))
         self._min_len = np.float32(p.min_tone_ms * rate / 1000)
-        # Block gate, on the whole block's DFT: a tone half-covering the block, up to 2 %
-        # off frequency (the bin of a block-long window is narrow) still passes.
-        nb = block
-        loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), nb, rate))
-        self._gate_level = np.float32((0.4 * amin * nb / 2 * loss) ** 2)
-        self._gate_ratio = np.float32(p.gate_ratio * nb / 2)
+        # Gate, on each block's last window: a key up to 2 % off frequency still passes.
+        loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), n, rate))
+        self._gate_level = np.float32((amin * n / 2 * loss) ** 2)
+        self._gate_ratio = np.float32(p.gate_ratio * n / 2)
+        self._gate_peak = np.float32(1.0 + p.gate_peak)
+        self._dial_min = np.float32((dbm0_to_peak(-35.0) * n / 2) ** 2)   # 450 Hz worth removing
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
@@ -294,27 +292,31 @@ class DtmfDetector:
                 fresh = rows[pos]
                 h = (self._s_last[fresh] - t0) // SUB + SPAN - 1
                 self._check_harmonics(fresh, pcm, t0, dev_r[h, pos], dev_c[h, pos])
-        self._tail[:] = pcm[:, -2 * SUB:]
+        np.copyto(self._tail, pcm[:, -2 * SUB:], casting="unsafe")
         return events
 
-    def _gate(self) -> np.ndarray:
-        """Rows whose block could hold part of a key: two tones above the level floor that
-        carry a fair share of the block's energy, one clear peak per group."""
-        yb = self._dft.block_dft()
-        sq = yb.view(np.float32) ** 2
+    def _gate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows worth a closer look: the block's last window holds two tones above the
+        level floor with a fair share of its energy and one clear peak per group (loose
+        versions of the window tests: a key's first hits come in a block whose last window
+        is covered by the key, or in the block after). Also: rows with a 450 Hz tone."""
+        yw, ew = self._dft.last_window()
+        # A dial tone leaks into the DTMF bins (up to -23 dB): remove it where there is one.
+        y8 = yw[:, 8]
+        dial = (y8.real ** 2 + y8.imag ** 2) >= self._dial_min
+        under = np.flatnonzero(dial)
+        if under.size:
+            y0 = yw[under, 8:9]
+            yw[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
+        sq = yw.view(np.float32) ** 2
         pw = np.ascontiguousarray((sq[:, 0::2] + sq[:, 1::2]).T)   # (9, rows)
         p0, p1, p2, p3, p4, p5, p6, p7, p8 = pw
         pr = np.maximum(np.maximum(p0, p1), np.maximum(p2, p3))
         pc = np.maximum(np.maximum(p4, p5), np.maximum(p6, p7))
-        weaker = np.minimum(pr, pc)
-        gate = weaker >= self._gate_level
-        gate &= (pr + pc + p8) >= self._gate_ratio * self._dft.block_energy()
-        # A strong dial tone leaks into the DTMF bins (up to -26 dB here): allow for it.
-        leak = np.float32(0.01) * p8
-        gate &= (p0 + p1 + p2 + p3) <= 2.0 * pr + leak
-        gate &= (p4 + p5 + p6 + p7) <= 2.0 * pc + leak
-        # Rows where that leak matters (within 30 dB of the weaker tone) get it removed.
-        dial = p8 > np.float32(0.2) * weaker
+        gate = np.minimum(pr, pc) >= self._gate_level
+        gate &= (pr + pc + p8) >= self._gate_ratio * ew
+        gate &= (p0 + p1 + p2 + p3) <= self._gate_peak * pr
+        gate &= (p4 + p5 + p6 + p7) <= self._gate_peak * pc
         return gate, dial
 
     def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
@@ -364,47 +366,51 @@ class DtmfDetector:
     _GRID_STEPS = 11                   # +-44 Hz: beyond max_freq_dev of 1633 Hz
 
     def _harmonic_tables(self, rate: int) -> None:
-        """DFT rows over one window for each tone on a 4 Hz grid around its nominal
-        frequency, for its second harmonic (on an 8 Hz grid) and for 450 Hz."""
+        """For one window: DFT rows of each tone on a 4 Hz grid around its nominal
+        frequency and of its second harmonic; 450 Hz; and what each column tone and the
+        dial tone leak into each row tone's harmonic bin (1336 Hz lies 58 Hz from
+        2 x 697 Hz, for instance; every other leak is far below the test's limit)."""
+        n = self._n
         self._hlimit = np.float32(10 ** (-self.params.max_harmonic_db / 20))
-        t = self._t = np.arange(self._n)
+        t = self._t = np.arange(n)
         steps = np.arange(-self._GRID_STEPS, self._GRID_STEPS + 1) * self._GRID_HZ
         f = np.array(ROW_HZ + COL_HZ)[:, None] + steps                 # (8, grid)
-        self._grid_f = f
-        ang = -2j * np.pi / rate
-        self._fund_rows = np.exp(ang * f[..., None] * t).astype(np.complex64)
-        self._harm_rows = np.exp(ang * 2 * f[..., None] * t).astype(np.complex64)
-        self._dial_row = np.exp(ang * DIAL_HZ * t).astype(np.complex64)
+        w = 2 * np.pi * f / rate
+        both = np.stack([w, 2 * w], axis=2)                              # (8, grid, 2)
+        self._htab = np.exp(-1j * both[..., None] * t).astype(np.complex64)   # (8, grid, 2, n)
+        w0 = 2 * np.pi * DIAL_HZ / rate
+        self._dial_row = np.exp(-1j * w0 * t).astype(np.complex64)
+        hr = 2 * w[:4]                                                    # row harmonics
+        self._leak_col = _dirichlet_mean(w[4:][None, None, :, :] - hr[:, :, None, None],
+                                         n).astype(np.complex64)         # (4, grid, 4, grid)
+        # A dial tone (often 20 dB and more above the key) leaks into every bin.
+        self._leak_dial = _dirichlet_mean(w0 - both, n).astype(np.complex64)    # (8, grid, 2)
+        self._leak_dial_img = _dirichlet_mean(-w0 - both, n).astype(np.complex64)
 
     def _check_harmonics(self, rows: np.ndarray, pcm: np.ndarray, t0: int,
                          dev_r: np.ndarray, dev_c: np.ndarray) -> None:
-        """Rows whose key was just accepted: in their last hit window, neither tone may
-        carry a second harmonic (a voice or an instrument does, a DTMF sender does not).
-
-        The harmonics are measured at twice each tone's measured frequency, after
-        removing what the two tones and any 450 Hz dial tone leak into those bins (1336 Hz
-        lies 58 Hz from 2 x 697 Hz, for instance).
-        """
-        n, m, rate = self._n, rows.size, self._rate
-        buf = np.concatenate([self._tail[rows], np.asarray(pcm[rows], dtype=np.float32)],
-                             axis=1)                                       # (m, 240)
+        """Rows whose key was just accepted: neither tone may carry a second harmonic
+        (a voice or an instrument does, a DTMF sender does not), measured at twice each
+        tone's measured frequency, in the window of the key's last hit (a window the key
+        covers: the leak corrections assume steady tones)."""
+        m = rows.size
+        buf = np.concatenate([self._tail[rows], pcm[rows]], axis=1)      # (m, 80 + block)
         off = self._s_last[rows] - (t0 - 2 * SUB)
-        win = buf[np.arange(m)[:, None], off[:, None] + self._t]          # (m, n)
+        win = buf[np.arange(m)[:, None], off[:, None] + self._t]
         keys = self._cur[rows].astype(np.intp)
-        tone = np.stack([keys // 4, 4 + keys % 4], axis=1)                # (m, 2)
-        g = np.rint(np.stack([dev_r, dev_c], axis=1) / self._GRID_HZ).astype(np.intp)
-        g = np.clip(g, -self._GRID_STEPS, self._GRID_STEPS) + self._GRID_STEPS
-        basis = np.concatenate([self._fund_rows[tone, g], self._harm_rows[tone, g],
-                                np.broadcast_to(self._dial_row, (m, 1, n))], axis=1)
-        y = np.einsum("mn,mfn->mf", win, basis)                           # (m, 5)
-        f = self._grid_f[tone, g]                                         # (m, 2)
-        w = 2 * np.pi / rate * np.concatenate([f, np.full((m, 1), DIAL_HZ)], axis=1)
-        src, dst = w[:, :, None], 2 * w[:, None, :2]                      # (m, 3, 1), (m, 1, 2)
-        ys = y[:, [0, 1, 4]]
-        leak = (np.einsum("mi,mij->mj", ys, _dirichlet_mean(src - dst, n))
-                + np.einsum("mi,mij->mj", np.conj(ys), _dirichlet_mean(-src - dst, n)))
-        harm = np.abs(y[:, 2:4] - leak)
-        ok = (harm <= self._hlimit * np.abs(y[:, 0:2])).all(axis=1)
+        r, c = keys // 4, 4 + keys % 4
+        top = 2 * self._GRID_STEPS
+        gr = np.clip(np.rint(dev_r * (1 / self._GRID_HZ)).astype(np.intp) + self._GRID_STEPS, 0, top)
+        gc = np.clip(np.rint(dev_c * (1 / self._GRID_HZ)).astype(np.intp) + self._GRID_STEPS, 0, top)
+        basis = np.stack([self._htab[r, gr], self._htab[c, gc]], axis=1)   # (m, 2, 2, n)
+        y = np.einsum("mn,mtkn->mtk", win, basis)                          # (m, tone, fund/harm)
+        yd = (win @ self._dial_row)[:, None, None]
+        tone = np.stack([r, c], axis=1)
+        grid = np.stack([gr, gc], axis=1)
+        y -= yd * self._leak_dial[tone, grid] + np.conj(yd) * self._leak_dial_img[tone, grid]
+        y[:, 0, 1] -= y[:, 1, 0] * self._leak_col[r, gr, c - 4, gc]
+        harm = np.abs(y[:, :, 1])
+        ok = (harm <= self._hlimit * np.abs(y[:, :, 0])).all(axis=1)
         bad = rows[~ok]
         self.keydown[bad] = False
         self._bad[bad] = True
