@@ -23,14 +23,13 @@ import datetime as dt
 import enum
 import json
 import logging
-import re
 from typing import Any, Callable
 
 from .flow import (CatalogRef, Cond, FileRef, Flow, FlowSet, Node, SayText, SayValue,
                    Template)
 from .lookup import LookupResult, extract, http_url_quote
 from .security import PinGuard, pin_matches
-from .speech import FRAGMENT_IDS, SAYERS, SpeechError
+from .speech import SAYERS, SpeechError
 from .stats import IvrStats
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import logging
-from typing import Any, Callable
+from typing import Any
 
 from hotline_proto import cardd_pb2
 

@@ -1,7 +1,6 @@
 """External IVR: a flow hands the call to an outside program over a real ZeroMQ socket;
 the program plays, collects and returns the call; a program that is down or silent
 sends the caller down the fallback path."""
-import textwrap
 import time
 
 import pytest
@@ -9,7 +8,7 @@ import zmq
 
 from ivr.external import ExternalApp, ExternalBridge
 from ivr.flow import FlowSet, load_flow
-from ivr.interpreter import (CallInfo, Collect, End, ExternalSend, ExternalStart, Hangup,
+from ivr.interpreter import (CallInfo, End, ExternalSend, ExternalStart, Hangup,
                              IvrSession, Play, Prompt, SetVar)
 
 FLOW = """\
