@@ -157,3 +157,24 @@ def test_missing_database_driver_or_bad_url_falls_back():
     r = service.run(Lookup("x:2", "crm", "http", "http://127.0.0.1:1", "a b", {}, 1.0, "GET"))
     assert not r.ok and r.error.startswith("http:")
     service.close()
+
+
+def test_170_with_its_database_unreachable_takes_the_fallback(tmp_path):
+    gone = f"sqlite:///{tmp_path / 'no-such-dir' / 'billing.db'}"
+    service = LookupService(overrides={"billing": gone})
+    try:
+        s = IvrSession(FLOWS, "bill170", CallInfo("C1", "13800138000"))
+        t = 1000.0
+        s.start(t); s.on_prompt_done(False, "", t); s.on_prompt_done(False, "", t)
+        for d in "13800138000":
+            s.on_digit(d, t)
+        s.on_prompt_done(False, "", t)
+        actions = []
+        for d in "123456":
+            actions += s.on_digit(d, t)
+        actions = run_lookup(service, s, actions[0], t + 0.1)
+        assert actions[0].name == "lookup_error" and "unable to open database file" in actions[0].value
+        assert actions[1].prompts[0].text == "系统繁忙，正在为您转接人工服务。"
+        assert s.trail.compact().endswith("fetch>busy")
+    finally:
+        service.close()
