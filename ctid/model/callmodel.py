@@ -16,7 +16,8 @@ later with `ring`), and optionally:
 
     channel_event(model, out, device, event, now) -> bool   # first look at a cardd event
                                                             # on a device; True: consumed
-    observe(model, out, start, now) -> None    # out.events[start:] the model just produced
+    observe(model, out, events, now) -> None   # events just produced (by the model, or by
+                                               # services reacting), each shown once
     tick(model, out, now) -> None              # with the model's timers
     requests: tuple[str, ...]                  # CTI request kinds it serves, with
     request(model, out, kind, body, now) -> cti_pb2.Reply | None
@@ -130,8 +131,9 @@ class CallModel:
         watchers = [s for s in self._unique_services() if hasattr(s, "observe")]
         while watchers and start < len(out.events):
             end = len(out.events)
+            batch = out.events[start:end]
             for s in watchers:
-                s.observe(self, out, start, now)
+                s.observe(self, out, batch, now)
             start = end
 
     def add_device(self, device: Device) -> Device:
