@@ -300,8 +300,9 @@ class OpenR2Peer:
                 break
 
     def close(self) -> None:
+        # openr2_context_delete frees the context's channels itself: only free the slots.
         for ch in self.channels.values():
-            lib.hl_chan_delete(ch.chan, ch.slot)
+            lib.hl_chan_delete(ffi.NULL, ch.slot)
         self.channels.clear()
         if self.ctx is not None:
             lib.openr2_context_delete(self.ctx)

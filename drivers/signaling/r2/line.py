@@ -524,6 +524,8 @@ class R2Line:
         if self.tracing:
             self.trace = R2Trace(self.channel, direction, self.variant.name, started=tick,
                                  tick_ms=self.opts.tick_ms)
+            if direction == "in" and self.rx_bits is not None:     # the seize that began it
+                self._trace(tick, "cas_rx", f"{self.rx_bits:04b} seize")
         return self.call
 
     def _emit_cleared(self, cause: int, reason: str) -> list[ev.Action]:
@@ -914,7 +916,7 @@ class R2Line:
                           f"(it sends {self.rx_bits:04b})")
         call = self._new_call(tick, "out")
         call.dnis, call.ani, call.category = args["number"], args["ani"], args["category"]
-        call.restricted = args["restricted"] or not args["ani"]
+        call.restricted = args["restricted"]
         call.reported = True
         self.last_call = {"direction": "out", "dnis": call.dnis, "ani": call.ani,
                           "category": v.category_name(call.category)}
@@ -1098,11 +1100,13 @@ class R2Line:
         return self._h_in_hangup(tick, args)
 
     def _h_connected_cas(self, tick, name):
+        # The bits mean what the other end's role can send: a forward end clears forward
+        # (the idle pattern), a backward end clears back (or goes idle, or forces release).
         if self.call.direction == "in":
-            if name != "clear_forward":
+            if name not in ("clear_forward", "idle"):
                 return []
             return self._h_in_clear_forward(tick, name)
-        if name == "clear_forward":
+        if name not in ("clear_back", "forced_release", "idle"):
             return []
         reason = "far end hung up (clear back)" if name == "clear_back" else f"far end {name}"
         return self._emit_cleared(ev.CAUSE_NORMAL_CLEARING, reason) + self._clear_forward(tick)

@@ -346,9 +346,14 @@ def parse_variant(text: str, path: str = "<variant>") -> Variant:
             ab[sig] = _bits(r, "line", sig, line_raw[sig], 2)
         elif sig in LINE_SIGNALS:
             raise r.error("line", None, f"missing line signal {sig!r}")
-    # Signals a receiver must tell apart in the same state.
-    for a, b in (("idle", "seize"), ("seize", "seize_ack"), ("seize_ack", "answer"),
-                 ("answer", "clear_back"), ("idle", "blocked"), ("seize", "clear_forward")):
+    # Signals a receiver must tell apart in the same state (forward: idle, seize, clear
+    # forward; backward: idle, seize ack, answer, clear back, blocked, forced release).
+    pairs = [("idle", "seize"), ("seize", "clear_forward"), ("idle", "seize_ack"),
+             ("idle", "answer"), ("seize_ack", "answer"), ("answer", "clear_back"),
+             ("idle", "blocked")]
+    if "forced_release" in ab:
+        pairs += [("answer", "forced_release"), ("idle", "forced_release")]
+    for a, b in pairs:
         if ab[a] == ab[b]:
             raise r.error("line", b, f"{b} has the same A and B bits as {a}: the far end "
                           f"could not tell them apart")
