@@ -7,7 +7,8 @@ Subcommands live in a registry, so a new one is one call, no parser code::
 
 ``configure(parser)`` adds the arguments, ``run(args) -> exit code`` does the work.
 ``ctictl bench NAME`` dispatches to the benchmark registry the same way.
-Now implemented: ``acd-sim`` and ``bench acd``.
+Now implemented: ``acd-sim`` and ``bench acd``; ``report cdr``, ``report acd-sim-plot`` and
+``bench report`` (ctid.reports.cli).
 """
 from __future__ import annotations
 
@@ -164,6 +165,11 @@ register_bench("acd", "routing decisions per second and latency of a large ACD",
 from ctid.cti import tools as _cti_tools  # noqa: E402
 
 _cti_tools.register_all(register, register_bench)
+
+# ---- operator reports: report cdr, report acd-sim-plot, bench report ---------------------
+from ctid.reports import cli as _reports_cli  # noqa: E402
+
+_reports_cli.register_all(register, register_bench)
 
 
 
