@@ -166,11 +166,11 @@ from ctid.cti import tools as _cti_tools  # noqa: E402
 
 _cti_tools.register_all(register, register_bench)
 
+
 # ---- operator reports: report cdr, report acd-sim-plot, bench report ---------------------
 from ctid.reports import cli as _reports_cli  # noqa: E402
 
 _reports_cli.register_all(register, register_bench)
-
 
 
 # ---- IVR flows --------------------------------------------------------------------------
