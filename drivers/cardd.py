@@ -25,6 +25,7 @@ from drivers.bus import CommandServer, EventPublisher
 from drivers.media import g711
 from drivers.metrics import CarddMetrics
 from drivers.signaling import events as ev
+from drivers.signaling.r2.line import SetCas
 from hotline_proto import cardd_pb2
 
 log = logging.getLogger("cardd")
@@ -185,7 +186,9 @@ class Cardd:
                 continue
             slot = self.slots.get(hw.channel)
             if slot is not None:
-                self._drive(slot, "on_hw", HwEvent(hw.event), self.tick)
+                # CAS lines need the bits that came with BITSCHANGED, not just the code.
+                event = hw if hw.event == HwEvent.BITSCHANGED else HwEvent(hw.event)
+                self._drive(slot, "on_hw", event, self.tick)
         self.spansig.step(tin)
         self.tx, media_events = self.engine.tick(tin.rx)
         for me in media_events:
@@ -237,6 +240,11 @@ class Cardd:
                 self.spansig.send_frame(slot.span, action.frame)
             elif isinstance(action, ev.TakeCall):
                 self.spansig.take_call(slot, action.from_channel)
+            elif isinstance(action, SetCas):
+                try:
+                    self.backend.set_cas(slot.channel, action.bits)
+                except BackendError as e:
+                    log.warning("channel %d: CAS bits not sent: %s", slot.channel, e)
 
     def _emit(self, slot: Slot, event: ev.CallEvent) -> None:
         name = _EVENT_FIELD[type(event)]
@@ -355,8 +363,8 @@ class Cardd:
                             **self.spansig.status(s.span))
         for slot in self.slots.values():
             reply.channels.add(channel=slot.channel, span=slot.span,
-                               signaling=cardd_pb2.SIG_PRI if slot.span in self.spansig.spans
-                               else _SIGNALING.get(slot.port, cardd_pb2.SIG_FXO),
+                               signaling=self.spansig.signaling(slot.span)
+                               or _SIGNALING.get(slot.port, cardd_pb2.SIG_FXO),
                                state=self.channel_state(slot), call_id=slot.call_id,
                                ani=slot.ani, dnis=slot.dnis, in_service=slot.in_service,
                                **self._media_links(slot))
@@ -442,6 +450,13 @@ class SpanSignaling:
     def line(self, ch):
         sig = self.spans.get(ch.span)
         return sig.lines.get(ch.channel) if sig is not None else None
+
+    def signaling(self, span: int) -> int:
+        """The Status signaling kind of a span's channels (0: not a signaling span)."""
+        sig = self.spans.get(span)
+        if sig is None:
+            return 0
+        return cardd_pb2.SIG_R2 if getattr(sig, "kind", "") == "r2" else cardd_pb2.SIG_PRI
 
     def start(self, inventory) -> None:
         for span in self.d.cfg.spans:
@@ -568,6 +583,15 @@ def _pri_span(span, channels, **kw):
     return span_for(span, channels, **kw)
 
 
+def _r2_span(span, channels, **kw):
+    from drivers.signaling.r2 import VariantError
+    from drivers.signaling.r2.span import span_for
+    try:
+        return span_for(span, channels, **kw)
+    except VariantError as e:            # a bad variant file: refuse to start, say where
+        raise BackendError(f"span {span.span}: R2 variant: {e}") from None
+
+
 def _alarm_names(alarms: int) -> list[str]:
     from drivers.signaling.span_health import alarm_names
     return alarm_names(alarms)
@@ -575,7 +599,7 @@ def _alarm_names(alarms: int) -> list[str]:
 
 # signaling (drivers.config SpanConfig.signaling) -> factory(span, channels, block, law,
 # metrics) of its span-level object.
-SPAN_FACTORIES = {"pri_cpe": _pri_span, "pri_net": _pri_span}
+SPAN_FACTORIES = {"pri_cpe": _pri_span, "pri_net": _pri_span, "r2": _r2_span}
 
 
 def main(argv: list[str] | None = None) -> int:
