@@ -43,6 +43,7 @@ from .procs import ProcessGroup, on_termination, source_root
 from .scenario import (Duration, Failure, Scenario, ScenarioError, ScenarioRun,
                        check_against_cards, load_scenario)
 from .actors.pri_co import span_actors
+from .actors.r2_co import span_actors as r2_span_actors
 from .simwire import SimwireFrontend
 from .world import World
 
@@ -151,6 +152,7 @@ class Stack:
         self.world = World(self.cards, plan=self.cfg.tone_plan)
         self.world.populate(scenario.lines)
         self.span_actors = span_actors(self.world, self.cfg, scenario, pcap)   # PRI spans
+        self.span_actors.update(r2_span_actors(self.world, self.cfg, scenario))  # R2 spans
         self.frontend = frontend_for(backend, self.cards, self.cfg)
         self.procs = ProcessGroup(os.path.join(workdir, "logs"))
         self.client: CarddClient | None = None
@@ -316,6 +318,7 @@ def cmd_serve(args) -> int:
     world = World(cards, plan=cfg.tone_plan)
     world.populate()
     span_actors(world, cfg)                  # an exchange on every PRI span
+    r2_span_actors(world, cfg)               # an R2 office on every R2 span
     frontend = frontend_for(backend, cards, cfg)
     frontend.start()
     clock = Clock(cards, world, frontend, mode=args.clock)

@@ -426,8 +426,9 @@ SPAN_TARGETS: set[str] = set()
 
 
 def _register_span_actors() -> None:
-    from .actors import pri_co
+    from .actors import pri_co, r2_co
     register_target("pri", pri_co.PRI_ACTIONS, pri_co.PRI_CHECKS, pri_co.PRI_FINAL_CHECKS)
+    register_target("r2", r2_co.R2_ACTIONS, r2_co.R2_CHECKS, r2_co.R2_FINAL_CHECKS)
 
 
 _register_span_actors()
