@@ -7,7 +7,9 @@ through a `MediaEngine` of its own (one row per timeslot), reading what the host
 (`from_host`) and writing what it sends (`to_host`). It is a `World` director, so it runs
 at the start of each tick, before the world's media (which leaves E1 rows alone).
 
-Per timeslot, an `R2Trunk` actor is what scenarios script:
+`r2: SPAN` in scenarios is the office (R2_ACTIONS / R2_CHECKS / R2_FINAL_CHECKS below;
+`attach_r2(world, cfg)` puts one on every R2 span of a cardd configuration). Per
+timeslot, an `R2Trunk` actor is what tests script directly:
     call(dnis, ani="", category="")        place a call to the host (an inbound call)
     answer() / accept() / reject(signal="busy") / hang_up()
     talk(sound="speech") / quiet()         speech on a connected call
@@ -232,11 +234,18 @@ class R2Trunk(Actor):
 
 
 class R2Office:
-    """The R2 far end for the E1 timeslots `channels` of one span (a World director)."""
+    """The R2 far end for the E1 timeslots `channels` of one span (a World director).
+
+    Also the span-level scenario actor `r2: SPAN` (see R2_ACTIONS, R2_CHECKS,
+    R2_FINAL_CHECKS): `channel` parameters are cardd's channel numbers, 0 = the first
+    idle timeslot (for calls) or every call (for hang_up with all: true)."""
+    kind = "r2"
 
     def __init__(self, world, channels: list[int], variant: Variant | str = "china",
-                 options: dict[int, dict] | None = None):
+                 options: dict[int, dict] | None = None, span: int = 0):
         self.world = world
+        self.span = span
+        self.log: list[tuple[int, str]] = []
         self.cards = world.cards
         self.variant = variant if isinstance(variant, Variant) else load_variant(variant)
         self.tick_ms = self.cards.block * 1000 // 8000
@@ -261,6 +270,125 @@ class R2Office:
 
     def trunk(self, channel: int) -> R2Trunk:
         return self.trunks[channel]
+
+    def close(self) -> None:
+        pass                                  # nothing held outside the process
+
+    # ---- the span-level scenario actor ------------------------------------------------------
+    def note(self, text: str) -> None:
+        self.log.append((self.world.tick, text))
+        del self.log[:-50]
+
+    def _pick(self, channel: int) -> R2Trunk:
+        if channel:
+            if channel not in self.trunks:
+                raise ActorError(f"r2 span {self.span}: no channel {channel} (channels "
+                                 f"{self.channels[0]}-{self.channels[-1]})")
+            return self.trunks[channel]
+        for trunk in self.trunks.values():
+            if trunk.line.state.value == "idle":
+                return trunk
+        raise ActorError(f"r2 span {self.span}: no idle channel")
+
+    def call(self, dnis: str, ani: str = "", category: str = "", channel: int = 0,
+             count: int = 1) -> None:
+        for _ in range(max(1, count)):
+            trunk = self._pick(channel)
+            trunk.call(dnis, ani, category)
+            self.note(f"call on channel {trunk.channel}: dnis {dnis} ani {ani or '-'}")
+
+    def hang_up(self, channel: int = 0, all: bool = False) -> None:
+        busy = [t for t in self.trunks.values() if t.line.state.value not in ("idle", "blocked",
+                                                                               "local_blocked")]
+        targets = busy if (all or not channel) else [self._pick(channel)]
+        for trunk in targets:
+            trunk.hang_up()
+        self.note(f"hung up {len(targets)} call(s)")
+
+    def answer(self, channel: int = 0) -> None:
+        for trunk in ([self._pick(channel)] if channel else self._offered()):
+            trunk.answer()
+
+    def reject(self, channel: int = 0, signal: str = "busy") -> None:
+        for trunk in ([self._pick(channel)] if channel else self._offered()):
+            trunk.reject(signal)
+
+    def _offered(self) -> list[R2Trunk]:
+        return [t for t in self.trunks.values()
+                if t.line.state.value in ("in_offered", "in_ringing")]
+
+    def plan(self, answer: bool = True, after: float = 2.0, reject: str = "",
+             hang_up_after: float = 0.0) -> None:
+        """What the far end does with calls from the host from now on."""
+        if reject and reject not in REFUSALS:
+            raise ActorError(f"r2 span {self.span}: unknown refusal {reject!r} "
+                             f"(known: {', '.join(REFUSALS)})")
+        for trunk in self.trunks.values():
+            trunk.on_incoming = "reject" if reject else ("answer" if answer else "accept")
+            trunk.reject_with = reject or trunk.reject_with
+            trunk.answer_after = trunk.ticks(after)
+            trunk.hang_up_after = trunk.ticks(hang_up_after) if hang_up_after else None
+
+    def block(self, channel: int) -> None:
+        self._pick(channel).block()
+
+    def unblock(self, channel: int) -> None:
+        self._pick(channel).unblock()
+
+    def alarm(self, alarms: str = "red") -> None:
+        from drivers.signaling.span_health import alarm_bits
+        try:
+            bits = alarm_bits(alarms)
+        except ValueError as e:
+            raise ActorError(str(e)) from None
+        self.cards.set_span_alarms(self.span, bits)
+
+    def clear_alarm(self) -> None:
+        self.cards.set_span_alarms(self.span, 0)
+
+    def _calls(self, direction: str | None = None) -> list[CallRecord]:
+        return [c for t in self.trunks.values() for c in t.calls
+                if direction is None or c.direction == direction]
+
+    def check(self, what: str, /, **params) -> bool:
+        return bool(getattr(self, f"_check_{what}")(**params))
+
+    def _check_idle(self) -> bool:
+        return all(t.line.state.value == "idle" for t in self.trunks.values())
+
+    def _check_connected(self, count: int = 1) -> bool:
+        return sum(1 for t in self.trunks.values() if t.line.state.value == "connected") >= count
+
+    def _check_answered(self, count: int = 1) -> bool:
+        return sum(1 for c in self._calls() if c.answered is not None) >= count
+
+    def _check_cleared(self, count: int = 1, cause: int = 0) -> bool:
+        return sum(1 for c in self._calls() if c.cleared is not None
+                   and (not cause or c.cause == cause)) >= count
+
+    def _check_calls_from_host(self, count: int = 1) -> bool:
+        return len(self._calls("from_host")) >= count
+
+    def _check_received(self, dnis: str = "", ani: str = "", category: str = "") -> bool:
+        return any((not dnis or c.dnis == dnis) and (not ani or c.ani == ani)
+                   and (not category or c.category == category)
+                   for c in self._calls("from_host"))
+
+    def observed(self, what: str, value) -> tuple[bool, str]:
+        calls = self._calls()
+        if what in ("dnis", "ani", "category"):
+            seen = [getattr(c, what) for c in self._calls("from_host")]
+            return value in seen, f"{what} of calls from the host: {seen}"
+        have = {"answered": sum(1 for c in calls if c.answered is not None),
+                "cleared": sum(1 for c in calls if c.cleared is not None),
+                "calls_from_host": len(self._calls("from_host"))}[what]
+        return have == value, f"{what} {have}"
+
+    def describe(self) -> str:
+        busy = [t.line.describe() for t in self.trunks.values() if t.line.state.value != "idle"]
+        recent = "; ".join(f"tick {t}: {x}" for t, x in self.log[-5:]) or "nothing yet"
+        return (f"r2 span {self.span} ({self.variant.name}): {len(busy)} busy channel(s) "
+                f"{busy[:3]}; {recent}")
 
     # ---- the tick ------------------------------------------------------------------------------
     def step(self, tick: int) -> None:
@@ -295,20 +423,54 @@ class R2Office:
                 trunk.on_event(action.event)
 
 
-def install(world, spans) -> list[R2Office]:
-    """An R2 office on every span with signaling "r2" (cardd's SpanConfig list), attached
-    to `world`. Per-channel options come from `options` {channel: {...}} on the span."""
-    offices = []
-    by_span: dict[int, list[int]] = {}
-    for port in world.cards.ports:
-        by_span.setdefault(port.info.span, []).append(port.channel)
-    for span in spans:
-        if getattr(span, "signaling", "") != "r2":
+# The span-level scenario vocabulary (simulators.scenario.register_target).
+R2_ACTIONS: dict[str, dict[str, tuple]] = {
+    "call": {"dnis": (str, "REQUIRED"), "ani": (str, ""), "category": (str, ""),
+             "channel": (int, 0), "count": (int, 1)},
+    "hang_up": {"channel": (int, 0), "all": (bool, False)},
+    "answer": {"channel": (int, 0)},
+    "reject": {"channel": (int, 0), "signal": (str, "busy")},
+    "plan": {"answer": (bool, True), "after": (float, 2.0), "reject": (str, ""),
+             "hang_up_after": (float, 0.0)},
+    "block": {"channel": (int, "REQUIRED")},
+    "unblock": {"channel": (int, "REQUIRED")},
+    "alarm": {"alarms": (str, "red")},
+    "clear_alarm": {},
+}
+R2_CHECKS: dict[str, dict[str, tuple]] = {
+    "idle": {}, "connected": {"count": (int, 1)}, "answered": {"count": (int, 1)},
+    "cleared": {"count": (int, 1), "cause": (int, 0)},
+    "calls_from_host": {"count": (int, 1)},
+    "received": {"dnis": (str, ""), "ani": (str, ""), "category": (str, "")},
+}
+R2_FINAL_CHECKS = {"answered": int, "cleared": int, "calls_from_host": int, "dnis": str,
+                   "ani": str, "category": str}
+
+
+def attach_r2(world, cfg) -> dict[int, R2Office]:
+    """An R2 office on every span of a cardd configuration with signaling "r2"."""
+    offices = {}
+    for span in cfg.spans:
+        if span.kind != "e1" or span.signaling != "r2":
             continue
-        channels = [ch for ch in by_span.get(span.span, []) if ch not in world.actors]
-        offices.append(R2Office(world, channels, span.r2_variant,
-                                getattr(span, "actor_options", None)).attach())
+        channels = sorted(c.channel for c in cfg.channels if c.span == span.span)
+        offices[span.span] = R2Office(world, channels, span.r2_variant, span=span.span).attach()
     return offices
+
+
+def span_actors(world, cfg, scenario=None) -> dict:
+    """The R2 span actors of a run, keyed as scenario steps name them (("r2", span)).
+    A scenario naming a span that is not an R2 span is refused."""
+    offices = attach_r2(world, cfg)
+    actors = {("r2", span): office for span, office in offices.items()}
+    if scenario is not None:
+        from simulators.scenario import ScenarioError
+        for (kind, span), line in sorted(scenario.spans_used().items()):
+            if kind == "r2" and (kind, span) not in actors:
+                raise ScenarioError(scenario.path, line, kind,
+                                    f"span {span} is not an R2 span of the configuration "
+                                    f"(R2 spans: {', '.join(map(str, offices)) or 'none'})")
+    return actors
 
 
 # ---- a cardd stand-in for in-process runs ----------------------------------------------------------
