@@ -114,6 +114,10 @@ class IvrService:
             return self._run(port, port.session.on_hangup(now), now)
         return []
 
+    def call_on(self, node: str, channel: int) -> str | None:
+        """The id of the IVR call whose media is on cardd `node`/`channel`, if any."""
+        return self._by_channel.get((node, channel))
+
     def hangup(self, call_id: str, now: float) -> list[Effect]:
         port = self.ports.get(call_id)
         return self._run(port, port.session.on_hangup(now), now) if port else []

@@ -121,3 +121,24 @@ def test_170_two_wrong_then_right_pin():
     assert out[-1].prompts[1].text == "一元"
     assert [r["result"] for r in guard.audit_log] == ["failed", "failed", "ok"]
     assert guard.locks(2000) == []
+
+
+def test_pin_audit_reaches_ctids_audit_table(tmp_path):
+    import sqlalchemy as sa
+
+    from ctid.storage import Store
+    store = Store(f"sqlite:///{tmp_path / 'ctid.db'}").start()
+    try:
+        guard = PinGuard(PinPolicy(max_failures=2),
+                         audit=lambda row: store.submit_audit(storage_audit_row(row)))
+        call(guard, "13800138000", "13800138000", ["111111", "222222"], 1000)
+        assert store.flush(10.0)
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT client, role, request, allowed, reason "
+                                        "FROM audit ORDER BY id")).all()
+    finally:
+        store.close()
+    assert [tuple(r) for r in rows] == [
+        ("caller:13800138000", "ivr", "pin account=13800138000 call=C1000", False, "failed"),
+        ("caller:13800138000", "ivr", "pin account=13800138000 call=C1000", False,
+         "locked (account:13800138000)")]
