@@ -211,3 +211,64 @@ class IvrRouting:
             if dev_id not in busy and not model.parties[dev_id].call_id:
                 return dev
         return None
+
+
+SETTINGS = {"flows", "tts_cache", "prewarm", "sources", "apps", "pin", "max_ports",
+            "stats_every_s", "lookup_workers", "render_workers"}
+
+
+class IvrSettingsError(ValueError):
+    pass
+
+
+def from_settings(settings: dict, run_dir: str, store=None, *, recorder=None,
+                  fax=None) -> IvrRouting:
+    """Build the IVR service from ctid.toml's [ivr] table:
+
+        [ivr]
+        flows = ["etc/ivr"]                 # files or folders, validated (FlowError if not)
+        tts_cache = "run/tts-cache"         # default: RUN_DIR/tts-cache (cardd must read it)
+        prewarm = true                      # render every static prompt at start
+        max_ports = 480
+        [ivr.sources]                       # deployment URLs for the flows' sources
+        billing = "postgresql+psycopg2://ivr@db/billing"
+        [ivr.apps]                          # external IVR applications
+        survey = "tcp://10.0.0.5:5600"
+        [ivr.pin]                           # PIN lockout policy
+        max_failures = 3
+        lock_minutes = 30                   # 0: until unlocked by hand
+        lock_on = ["account", "caller"]
+    """
+    import os
+
+    from .external import ExternalBridge
+    from .lookup import LookupService
+    from .prompts import PromptResolver
+    from .security import PinGuard, guard_from_config, storage_audit_row
+    from .tts import Tts
+    from .validate import load_checked
+
+    unknown = set(settings) - SETTINGS
+    if unknown:
+        raise IvrSettingsError(f"[ivr]: unknown key {sorted(unknown)[0]!r} "
+                               f"(expected {', '.join(sorted(SETTINGS))})")
+    for key in ("sources", "apps", "pin"):
+        if not isinstance(settings.get(key, {}), dict):
+            raise IvrSettingsError(f"[ivr] {key}: must be a table")
+    flows = load_checked(settings.get("flows") or ["etc/ivr"])
+    tts = Tts(settings.get("tts_cache") or os.path.join(run_dir, "tts-cache"))
+    resolver = PromptResolver(tts)
+    if settings.get("prewarm", True):
+        resolver.prewarm(flows)
+    audit = None
+    if store is not None:
+        audit = lambda row: store.submit_audit(storage_audit_row(row))   # noqa: E731
+    guard = PinGuard(guard_from_config(settings.get("pin")), audit=audit)
+    apps = settings.get("apps") or {}
+    service = IvrService(flows, resolver,
+                         lookups=LookupService(int(settings.get("lookup_workers", 4)),
+                                               overrides=settings.get("sources") or {}),
+                         guard=guard, external=ExternalBridge(apps) if apps else None,
+                         render_workers=int(settings.get("render_workers", 2)))
+    return IvrRouting(service, max_ports=int(settings.get("max_ports", 480)), recorder=recorder,
+                      fax=fax, store=store, stats_every_s=float(settings.get("stats_every_s", 60.0)))

@@ -169,3 +169,22 @@ def test_two_calls_get_two_ports_and_unknown_flows_fail(model):
     assert names(out)[0] == ("Failed", "trunk:node1/6")
     assert "no IVR flow named 'nope'" in out.events[0].reason
     assert cmds(out) == [(6, "hangup")] and names(out)[-1][0] == "CallCleared"
+
+
+def test_built_from_ctid_settings(tmp_path, tts):
+    from ivr.ctid_service import IvrSettingsError, from_settings
+    from ivr.flow import FlowError
+    routing = from_settings({"flows": [str(ETC)], "tts_cache": str(tts.cache_dir),
+                             "sources": {"billing": "sqlite:///x.db"},
+                             "pin": {"max_failures": 5, "lock_minutes": 0}, "max_ports": 8},
+                            str(tmp_path))
+    assert set(routing.svc.flows.flows) == {"gov12345", "bill170", "fault112"}
+    assert routing.svc.guard.policy.max_failures == 5 and routing.max_ports == 8
+    assert routing.svc.lookups.overrides == {"billing": "sqlite:///x.db"}
+    routing.svc.close()
+    with pytest.raises(IvrSettingsError, match="unknown key 'flow'"):
+        from_settings({"flow": []}, str(tmp_path))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flow: b\nstart: x\nnodes:\n  a: {type: hangup}\n", encoding="utf-8")
+    with pytest.raises(FlowError, match="start names unknown node 'x'"):
+        from_settings({"flows": [str(bad)], "prewarm": False}, str(tmp_path))
