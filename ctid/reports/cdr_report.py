@@ -262,9 +262,7 @@ def format_text(report: CdrReport, names: Optional[dict[str, str]] = None) -> st
     names = names or {}
     tz = report.tz
     lines = []
-    lo = _when(report.since, tz) if report.since is not None else "(first call)"
-    hi = _when(report.until, tz) if report.until is not None else "(last call)"
-    lines.append(f"CDR report {lo} .. {hi} ({report.zone})")
+    lines.append(f"CDR report, {window_text(report.since, report.until, tz)} ({report.zone})")
     t = report.total
     lines.append(f"calls {t.calls}, answered {t.answered} ({_pct(t.answer_rate)}), "
                  f"average talk {_secs(t.avg_talk_s)}, average answer {_secs(t.avg_answer_s)}")
@@ -303,13 +301,20 @@ def format_text(report: CdrReport, names: Optional[dict[str, str]] = None) -> st
     return "\n".join(lines) + "\n"
 
 
+def window_text(since: Optional[float], until: Optional[float], tz: dt.tzinfo) -> str:
+    """"2026-03-01 to 2026-03-31" for whole days, else "from ... to before ..."."""
+    lo = None if since is None else dt.datetime.fromtimestamp(since, tz)
+    hi = None if until is None else dt.datetime.fromtimestamp(until, tz)
+    if lo is not None and hi is not None and lo == day_start(lo) and hi == day_start(hi):
+        last = hi.date() - dt.timedelta(days=1)
+        return (f"{lo:%Y-%m-%d}" if last == lo.date() else f"{lo:%Y-%m-%d} to {last:%Y-%m-%d}")
+    text = "from the first call" if lo is None else f"from {lo:%Y-%m-%d %H:%M}"
+    return text + ("" if hi is None else f" to before {hi:%Y-%m-%d %H:%M}")
+
+
 def _row(label: str, v: Tally) -> str:
     return (f"  {label[:24]:<24} {v.calls:>7} {v.answered:>8} {_pct(v.answer_rate):>7} "
             f"{_secs(v.avg_talk_s):>9}")
-
-
-def _when(t: float, tz: dt.tzinfo) -> str:
-    return dt.datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M")
 
 
 def _pct(v: Optional[float]) -> str:

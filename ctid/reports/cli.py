@@ -125,11 +125,26 @@ def _open_store(args):
     return store, tz, names
 
 
+def _check_outputs(args) -> None:
+    """Bad output paths are refused before any work, not after the first file."""
+    for flag, path in (("--csv", args.csv), ("--xlsx", args.xlsx), ("--plot", args.plot)):
+        if not path:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ValueError(f"{flag} {path}: no directory {parent}")
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: it is a directory")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise ValueError(f"--plot {args.plot!r}: the chart is a PNG, name it NAME.png")
+
+
 def cmd_cdr(args) -> int:
     from . import export
     from .cdr_report import format_text, summarize
     from .progress import Progress
 
+    _check_outputs(args)
     store, tz, names = _open_store(args)
     try:
         today = dt.datetime.now(tz).date()
@@ -248,8 +263,8 @@ def format_sweep(points, target_sl: float, best: dict) -> str:
 
     def said(v):
         return "none in this range" if v is None else str(v)
-    lines.append(f"fewest agents for {target_sl:.0%} in {SL_THRESHOLD_S:g} s: simulated {said(best['simulated'])}"
-                 f", Erlang C {said(best['erlang_c'])}")
+    lines.append(f"fewest agents for {target_sl:.0%} in {SL_THRESHOLD_S:g} s: "
+                 f"simulated {said(best['simulated'])}, Erlang C {said(best['erlang_c'])}")
     return "\n".join(lines)
 
 

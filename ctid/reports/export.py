@@ -48,17 +48,18 @@ def write_xlsx(path: str, report: CdrReport, cdrs: Iterable[dict],
         c.number_format = "0.0%"
         return c
 
-    def tally(ws, t: Tally) -> list:
-        return [t.calls, t.answered, pct(ws, t.answer_rate), round(t.talk_s, 3),
-                _r(t.avg_talk_s), _r(t.avg_answer_s)]
+    def tally(ws, t: Tally, answer_s: bool = True) -> list:
+        row = [t.calls, t.answered, pct(ws, t.answer_rate), round(t.talk_s, 3),
+               _r(t.avg_talk_s)]
+        return row + [_r(t.avg_answer_s)] if answer_s else row
 
     def local(t: Optional[float]):
         return None if t is None else dt.datetime.fromtimestamp(t, tz).replace(tzinfo=None)
 
     ws = wb.create_sheet("summary")
     ws.append(["CDR report", f"zone {zone}"])
-    ws.append([f"since ({zone})", local(report.since) or "(first call)"])
-    ws.append([f"until ({zone})", local(report.until) or "(last call)"])
+    ws.append([f"from ({zone})", local(report.since) or "(first call)"])
+    ws.append([f"until, excluded ({zone})", local(report.until) or "(after the last call)"])
     ws.append([])
     ws.append(["", *TALLY_COLUMNS])
     ws.append(["all calls", *tally(ws, report.total)])
@@ -73,16 +74,16 @@ def write_xlsx(path: str, report: CdrReport, cdrs: Iterable[dict],
     outcomes = report.outcomes()
     for title, buckets in (("per hour", report.per_hour), ("per day", report.per_day)):
         ws = wb.create_sheet(title)
-        ws.append([f"start ({zone})", *TALLY_COLUMNS, *outcomes])
+        ws.append([f"start ({zone})", *TALLY_COLUMNS, *(f"outcome {o}" for o in outcomes)])
         for b in buckets:
             ws.append([_bucket_start(b), *tally(ws, b.tally),
                        *(b.outcomes.get(o, 0) for o in outcomes)])
 
     for title, table in (("trunks", report.by_trunk), ("extensions", report.by_extension)):
         ws = wb.create_sheet(title)
-        ws.append(["device", "name", *TALLY_COLUMNS])
+        ws.append(["device", "name", *TALLY_COLUMNS[:-1]])     # devices: no answer time
         for device, t in table.items():
-            ws.append([device, names.get(device, ""), *tally(ws, t)])
+            ws.append([device, names.get(device, ""), *tally(ws, t, answer_s=False)])
 
     calls = wb.create_sheet("calls")
     legs = wb.create_sheet("legs")

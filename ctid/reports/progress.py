@@ -36,12 +36,15 @@ def format_duration(seconds: float) -> str:
 
 
 def format_rate(per_s: float, unit: str = "") -> str:
-    """Three significant figures; slow work reads better as seconds per item."""
+    """Three significant figures (whole numbers from 100 up); slow work reads better as
+    seconds per item."""
     u = f" {unit}" if unit else ""
     if per_s <= 0:
         return f"0{u}/s"
     if per_s < 1:
         return f"{1 / per_s:.3g} s each"
+    if per_s >= 100:
+        return f"{per_s:.0f}{u}/s"
     return f"{per_s:.3g}{u}/s"
 
 
