@@ -237,6 +237,8 @@ class DtmfDetector:
         self._gate_ratio = np.float32(p.gate_ratio * n / 2)
         self._gate_peak = np.float32(1.0 + p.gate_peak)
         self._dial_min = np.float32((dbm0_to_peak(-35.0) * n / 2) ** 2)   # 450 Hz worth removing
+        self._gate_total = np.float32(2 * self._gate_level)
+        self._ones18 = np.ones(18, dtype=np.float32)
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
@@ -246,18 +248,14 @@ class DtmfDetector:
         self._leak1 = (np.exp(1j * (w0 - wk) * start) * dk(w0 - wk))[:, None, :].astype(np.complex64)
         self._leak2 = (np.exp(-1j * (w0 + wk) * start) * dk(-w0 - wk))[:, None, :].astype(np.complex64)
         self._sample = 0
-        # Per-row key state.
-        self._cur = np.full(rows, -1, dtype=np.int8)     # key being tracked, -1 none
-        self._gap = np.zeros(rows, dtype=np.int32)       # windows since its last hit
-        self._nhit = np.zeros(rows, dtype=np.int32)      # hits of the tracked key
-        self._amax = np.ones(rows, dtype=np.float32)     # its peak window amplitude
-        self._s_first = np.zeros(rows, dtype=np.int64)   # first hit window's start sample
-        self._a_first = np.zeros(rows, dtype=np.float32)
-        self._s_last = np.zeros(rows, dtype=np.int64)
-        self._a_last = np.zeros(rows, dtype=np.float32)
-        self._bad = np.zeros(rows, dtype=bool)           # key failed the harmonics test
-        self._tail = np.zeros((rows, 2 * SUB), dtype=np.float32)   # last block's end
+        # Per-row key state (see the state machine below).
+        self._idle = np.array([-1, 0, 0, 1, 0, 0, 0, 0, 0], dtype=np.float64)
+        self._state = np.repeat(self._idle[:, None], rows, axis=1)
         self.keydown = np.zeros(rows, dtype=bool)        # a valid key is held (barge-in)
+        self._group_base = np.array([0, 4], dtype=np.intp).reshape(2, 1, 1)
+        self._tol_hz = np.float32(p.max_freq_dev) * self._fhz
+        self._flat_cache: dict[int, np.ndarray] = {}
+        self._tail = np.zeros((rows, 2 * SUB), dtype=np.float32)   # last block's end
         self._harmonic_tables(rate)
 
     # ---- per tick --------------------------------------------------------------------
@@ -277,21 +275,21 @@ class DtmfDetector:
         self._sample += self.block
         self._dft.push(pcm)
         events: list[DtmfDigit] = []
-        gate, dial = self._gate()
-        rows = np.flatnonzero(gate | (self._cur >= 0))
+        gate, p450 = self._gate()
+        rows = np.flatnonzero(gate | (self._state[self.CUR] >= 0))
         if rows.size:
             y, ew = self._dft.windows(rows)
-            under = np.flatnonzero(dial[rows])
+            under = np.flatnonzero(p450[rows] >= self._dial_min)
             if under.size:
                 self._remove_dial_tone(y, under)
-            hit, key, amp, dev_r, dev_c = self._classify(y, ew)
+            hit, key, amp, dev = self._classify(y, ew)
             was_down = self.keydown[rows]
             self._track(rows, hit, key, amp, t0, events)
             pos = np.flatnonzero(self.keydown[rows] & ~was_down)
             if pos.size:                               # keys accepted in this block
                 fresh = rows[pos]
-                h = (self._s_last[fresh] - t0) // SUB + SPAN - 1
-                self._check_harmonics(fresh, pcm, t0, dev_r[h, pos], dev_c[h, pos])
+                h = (self._state[self.S_LAST, fresh].astype(np.int64) - t0) // SUB + SPAN - 1
+                self._check_harmonics(fresh, pcm, t0, dev[:, h, pos].T)
         np.copyto(self._tail, pcm[:, -2 * SUB:], casting="unsafe")
         return events
 
@@ -299,25 +297,35 @@ class DtmfDetector:
         """Rows worth a closer look: the block's last window holds two tones above the
         level floor with a fair share of its energy and one clear peak per group (loose
         versions of the window tests: a key's first hits come in a block whose last window
-        is covered by the key, or in the block after). Also: rows with a 450 Hz tone."""
+        is covered by the key, or in the block after). Also returns each row's 450 Hz
+        power in that window."""
         yw, ew = self._dft.last_window()
-        # A dial tone leaks into the DTMF bins (up to -23 dB): remove it where there is one.
-        y8 = yw[:, 8]
-        dial = (y8.real ** 2 + y8.imag ** 2) >= self._dial_min
-        under = np.flatnonzero(dial)
+        sq = yw.view(np.float32) ** 2                              # (rows, 18)
+        p450 = sq[:, 16] + sq[:, 17]
+        # Stage 1, every row (one GEMV): the nine bins together hold a fair share.
+        total = sq @ self._ones18
+        gate = np.zeros(self.rows, dtype=bool)
+        cand = np.flatnonzero((total >= self._gate_ratio * ew) & (total >= self._gate_total))
+        if cand.size == 0:
+            return gate, p450
+        # Stage 2, the candidates: a dial tone leaks into the DTMF bins (up to -23 dB), so
+        # it is removed first; then each group's peak, their share, one peak per group.
+        yc = yw[cand]
+        under = np.flatnonzero(p450[cand] >= self._dial_min)
         if under.size:
-            y0 = yw[under, 8:9]
-            yw[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
-        sq = yw.view(np.float32) ** 2
-        pw = np.ascontiguousarray((sq[:, 0::2] + sq[:, 1::2]).T)   # (9, rows)
+            y0 = yc[under, 8:9]
+            yc[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
+        q = yc.view(np.float32) ** 2
+        pw = np.ascontiguousarray((q[:, 0::2] + q[:, 1::2]).T)         # (9, m)
         p0, p1, p2, p3, p4, p5, p6, p7, p8 = pw
         pr = np.maximum(np.maximum(p0, p1), np.maximum(p2, p3))
         pc = np.maximum(np.maximum(p4, p5), np.maximum(p6, p7))
-        gate = np.minimum(pr, pc) >= self._gate_level
-        gate &= (pr + pc + p8) >= self._gate_ratio * ew
-        gate &= (p0 + p1 + p2 + p3) <= self._gate_peak * pr
-        gate &= (p4 + p5 + p6 + p7) <= self._gate_peak * pc
-        return gate, dial
+        ok = np.minimum(pr, pc) >= self._gate_level
+        ok &= (pr + pc + p8) >= self._gate_ratio * ew[cand]
+        ok &= (p0 + p1) + (p2 + p3) <= self._gate_peak * pr
+        ok &= (p4 + p5) + (p6 + p7) <= self._gate_peak * pc
+        gate[cand[ok]] = True
+        return gate, p450
 
     def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
         """Subtract a 450 Hz tone's leakage from the DTMF bins of rows `sel` of `y`.
@@ -330,36 +338,43 @@ class DtmfDetector:
         y[:, sel, :8] -= y0 * self._leak1 + np.conj(y0) * self._leak2
 
     def _classify(self, y: np.ndarray, ew: np.ndarray):
-        """Per window of the selected rows: key hit?, key (4 * row + col), amplitude."""
+        """Per window of the selected rows: key hit?, key (4 * row + col), amplitude, and
+        each tone's offset from its nominal frequency (Hz, (2, hops, n)).
+
+        Powers are laid out bin-major, so both groups go through the same contiguous
+        arrays (first axis: low, high)."""
         hops, n, k = self._hops, y.shape[1], y.shape[2]
-        yy = y[1:]
-        sq = yy.view(np.float32) ** 2
-        pw = sq[..., 0::2] + sq[..., 1::2]                       # |Y|^2 (hops, n, 9)
-        p0, p1, p2, p3, p4, p5, p6, p7 = (pw[..., j] for j in range(8))
-        ri, pr = _argmax4(p0, p1, p2, p3)
-        ci, pc = _argmax4(p4, p5, p6, p7)
-        ci += 4
-        ok = (p0 + p1 + p2 + p3) <= self._peak_sum * pr          # one clear peak per group
-        ok &= (p4 + p5 + p6 + p7) <= self._peak_sum * pc
+        yy = y[1:].transpose(2, 0, 1)
+        pw = np.square(yy.real, order="C")
+        pw += np.square(yy.imag, order="C")                       # |Y|^2 (9, hops, n)
+        grp = pw[:8].reshape(2, 4, hops, n)
+        idx, peak = _argmax4(grp[:, 0], grp[:, 1], grp[:, 2], grp[:, 3])   # (2, hops, n)
+        okg = grp.sum(axis=1) <= self._peak_sum * peak            # one clear peak per group
         # Tone frequency from the phase turn since the previous window (5 ms earlier).
+        at = self._flat_index(hops, n, k) + idx + self._group_base
         yf = y.reshape(-1)
-        base = np.arange(hops * n).reshape(hops, n) * k          # window (h, r) in y[0:]
-        nxt = base + n * k                                       # ... and in y[1:]
-        cur_r, cur_c = yf[nxt + ri], yf[nxt + ci]
-        dr = np.angle(cur_r * np.conj(yf[base + ri])).astype(np.float32) * self._phase_to_hz
-        dc = np.angle(cur_c * np.conj(yf[base + ci])).astype(np.float32) * self._phase_to_hz
-        tol = np.float32(self.params.max_freq_dev)
-        ok &= np.abs(dr) <= tol * self._fhz[ri]
-        ok &= np.abs(dc) <= tol * self._fhz[ci]
+        cur = yf[at + n * k]
+        dev = np.angle(cur * np.conj(yf[at])).astype(np.float32)
+        dev *= self._phase_to_hz
+        okg &= np.abs(dev) <= self._tol_hz[idx + self._group_base]
         # Amplitudes corrected for the bin loss at the measured offset.
-        ar = np.sqrt(pr) * (self._amp_scale / _sinc_gain(dr, self._n, self._rate))
-        ac = np.sqrt(pc) * (self._amp_scale / _sinc_gain(dc, self._n, self._rate))
-        ok &= np.minimum(ar, ac) >= self._amin
+        amp = np.sqrt(peak)
+        amp *= self._amp_scale / _sinc_gain(dev, self._n, self._rate)
+        okg &= amp >= self._amin
+        ar, ac = amp[0], amp[1]
+        ok = okg[0] & okg[1]
         ok &= (ac <= self._twist_hi * ar) & (ac >= self._twist_lo * ar)
         a2 = ar * ar + ac * ac
-        tone_energy = a2 * np.float32(self._n / 2) + pw[..., 8] * self._amp_scale
-        ok &= tone_energy >= self._ratio * ew
-        return ok, (4 * ri + ci - 4).astype(np.int8), np.sqrt(a2), dr, dc
+        ok &= a2 * np.float32(self._n / 2) + pw[8] * self._amp_scale >= self._ratio * ew
+        key = (4 * idx[0] + idx[1]).astype(np.int8)
+        return ok, key, np.sqrt(a2), dev
+
+    def _flat_index(self, hops: int, n: int, k: int) -> np.ndarray:
+        """Flat index into y of each window (h, r) of y[0:hops], shaped (hops, n)."""
+        cached = self._flat_cache.get(n)
+        if cached is None:
+            cached = self._flat_cache[n] = (np.arange(hops * n) * k).reshape(hops, n)
+        return cached
 
     # ---- talk-off guard: second harmonics, once per key ----------------------------------
     _GRID_HZ = 4.0                     # tone frequency grid for the harmonics test
@@ -377,49 +392,52 @@ class DtmfDetector:
         f = np.array(ROW_HZ + COL_HZ)[:, None] + steps                 # (8, grid)
         w = 2 * np.pi * f / rate
         both = np.stack([w, 2 * w], axis=2)                              # (8, grid, 2)
-        self._htab = np.exp(-1j * both[..., None] * t).astype(np.complex64)   # (8, grid, 2, n)
+        ph = both[..., None] * t                                          # (8, grid, 2, n)
+        tab = np.stack([np.cos(ph), -np.sin(ph)], axis=3)                 # (8, grid, 2, re/im, n)
+        self._htab = tab.reshape(8 * f.shape[1], 4, n).astype(np.float32)
         w0 = 2 * np.pi * DIAL_HZ / rate
-        self._dial_row = np.exp(-1j * w0 * t).astype(np.complex64)
+        self._dial_tab = np.stack([np.cos(w0 * t), -np.sin(w0 * t)], axis=1).astype(np.float32)
         hr = 2 * w[:4]                                                    # row harmonics
         self._leak_col = _dirichlet_mean(w[4:][None, None, :, :] - hr[:, :, None, None],
-                                         n).astype(np.complex64)         # (4, grid, 4, grid)
+                                         n).astype(np.complex64).reshape(-1)   # (4, grid, 4, grid)
+        self._key_tones = np.array([(k // 4, 4 + k % 4) for k in range(16)], dtype=np.intp)
         # A dial tone (often 20 dB and more above the key) leaks into every bin.
-        self._leak_dial = _dirichlet_mean(w0 - both, n).astype(np.complex64)    # (8, grid, 2)
-        self._leak_dial_img = _dirichlet_mean(-w0 - both, n).astype(np.complex64)
+        self._leak_dial = _dirichlet_mean(w0 - both, n).astype(np.complex64).reshape(-1, 2)
+        self._leak_dial_img = _dirichlet_mean(-w0 - both, n).astype(np.complex64).reshape(-1, 2)
 
     def _check_harmonics(self, rows: np.ndarray, pcm: np.ndarray, t0: int,
-                         dev_r: np.ndarray, dev_c: np.ndarray) -> None:
+                         dev: np.ndarray) -> None:
         """Rows whose key was just accepted: neither tone may carry a second harmonic
         (a voice or an instrument does, a DTMF sender does not), measured at twice each
         tone's measured frequency, in the window of the key's last hit (a window the key
         covers: the leak corrections assume steady tones)."""
-        m = rows.size
+        m, n, steps = rows.size, self._n, 2 * self._GRID_STEPS + 1
         buf = np.concatenate([self._tail[rows], pcm[rows]], axis=1)      # (m, 80 + block)
-        off = self._s_last[rows] - (t0 - 2 * SUB)
-        win = buf[np.arange(m)[:, None], off[:, None] + self._t]
-        keys = self._cur[rows].astype(np.intp)
-        r, c = keys // 4, 4 + keys % 4
-        top = 2 * self._GRID_STEPS
-        gr = np.clip(np.rint(dev_r * (1 / self._GRID_HZ)).astype(np.intp) + self._GRID_STEPS, 0, top)
-        gc = np.clip(np.rint(dev_c * (1 / self._GRID_HZ)).astype(np.intp) + self._GRID_STEPS, 0, top)
-        basis = np.stack([self._htab[r, gr], self._htab[c, gc]], axis=1)   # (m, 2, 2, n)
-        y = np.einsum("mn,mtkn->mtk", win, basis)                          # (m, tone, fund/harm)
-        yd = (win @ self._dial_row)[:, None, None]
-        tone = np.stack([r, c], axis=1)
-        grid = np.stack([gr, gc], axis=1)
-        y -= yd * self._leak_dial[tone, grid] + np.conj(yd) * self._leak_dial_img[tone, grid]
-        y[:, 0, 1] -= y[:, 1, 0] * self._leak_col[r, gr, c - 4, gc]
-        harm = np.abs(y[:, :, 1])
-        ok = (harm <= self._hlimit * np.abs(y[:, :, 0])).all(axis=1)
+        first = self._state[self.S_LAST, rows].astype(np.intp) - (t0 - 2 * SUB)
+        win = np.take(buf, (first + np.arange(m) * buf.shape[1])[:, None] + self._t)
+        keys = self._state[self.CUR, rows].astype(np.intp)
+        # Hit windows are within max_freq_dev, so the grid index stays in range.
+        tg = self._key_tones[keys] * steps + (np.rint(dev * (1 / self._GRID_HZ)).astype(np.intp)
+                                              + self._GRID_STEPS)       # (m, 2): tone, grid
+        y = np.matmul(self._htab[tg].reshape(m, 8, n), win[:, :, None])
+        y = y.reshape(m, 8).view(np.complex64).reshape(m, 2, 2)          # (m, tone, fund/harm)
+        yd = (win @ self._dial_tab).view(np.complex64)[:, :, None]       # (m, 1, 1)
+        y -= yd * self._leak_dial[tg] + np.conj(yd) * self._leak_dial_img[tg]
+        y[:, 0, 1] -= y[:, 1, 0] * self._leak_col[tg[:, 0] * (4 * steps) + tg[:, 1] - 4 * steps]
+        y = np.abs(y)
+        ok = (y[:, 0, 1] <= self._hlimit * y[:, 0, 0]) & (y[:, 1, 1] <= self._hlimit * y[:, 1, 0])
         bad = rows[~ok]
         self.keydown[bad] = False
-        self._bad[bad] = True
+        self._state[self.BAD, bad] = 1
 
     # ---- the key state machine ------------------------------------------------------
     # Per row: IDLE (cur = -1) -> KEY (cur = k; hits counted, gap = windows since the last
-    # hit) -> DOWN (at least min_hits hits over an estimated tone of min_tone_ms or more).
-    # KEY/DOWN end when another key's hit arrives or the gap reaches end_gap_hops; only a
-    # DOWN key is reported (at that moment, i.e. at key-up).
+    # hit) -> DOWN (at least min_hits hits over an estimated tone of min_tone_ms or more,
+    # and no second harmonics) -> key-up reported when another key's hit arrives or the
+    # gap reaches end_gap_hops. A KEY that fails the harmonics test stays BAD until it ends.
+    # The per-row state is one float64 matrix, a row per field (below), a column per
+    # channel row: one gather and one scatter per block.
+    CUR, GAP, NHIT, AMAX, S_FIRST, A_FIRST, S_LAST, A_LAST, BAD = range(9)
 
     def _track(self, rows, hit, key, amp, t0, events) -> None:
         """Advance `rows` through this block's windows, a whole block at a time.
@@ -428,85 +446,71 @@ class DtmfDetector:
         vectorised block step; the rare rows with two keys in one block take hop steps.
         """
         hops = self._hops
-        nh = hit.sum(axis=0)
         col = np.arange(rows.size)
         f = hit.argmax(axis=0)                           # first hit (0 if none)
         kf = key[f, col]
         mixed = (hit & (key != kf)).any(axis=0)
-        if hops >= self.params.end_gap_hops:             # the block step assumes short blocks
-            mixed[:] = True
-        if mixed.any():
+        if mixed.any() or hops >= self.params.end_gap_hops:
+            if hops >= self.params.end_gap_hops:         # the block step assumes short blocks
+                mixed[:] = True
             sel = np.flatnonzero(mixed)
             self._track_hops(rows[sel], hit[:, sel], key[:, sel], amp[:, sel], t0, events)
             keep = ~mixed
-            rows, hit, key, amp = rows[keep], hit[:, keep], key[:, keep], amp[:, keep]
-            nh, f, kf = nh[keep], f[keep], kf[keep]
-            col = np.arange(rows.size)
-            if rows.size == 0:
+            if not keep.any():
                 return
+            rows, hit, key, amp = rows[keep], hit[:, keep], key[:, keep], amp[:, keep]
+            f, kf = f[keep], kf[keep]
+            col = np.arange(rows.size)
         p = self.params
         n = self._n
-        last = hops - 1 - hit[::-1].argmax(axis=0)       # last hit
-        a_hit = np.where(hit, amp, 0.0)
-        a_top = a_hit.max(axis=0)
-        a_f, a_l = amp[f, col], amp[last, col]
-        s_f = t0 + SUB * (f - SPAN + 1)
-        s_l = t0 + SUB * (last - SPAN + 1)
-        any_hit = nh > 0
-        cur = self._cur[rows]
-        gap = self._gap[rows]
+        st = self._state[:, rows]
+        cur, gap, bad = st[self.CUR], st[self.GAP], st[self.BAD]
         down = self.keydown[rows]
-        amax = self._amax[rows]
-        s_first, a_first = self._s_first[rows], self._a_first[rows]
-        s_last, a_last = self._s_last[rows], self._a_last[rows]
+        nh = hit.sum(axis=0)
+        any_hit = nh > 0
+        last = hops - 1 - hit[::-1].argmax(axis=0)       # last hit
         # 1. The tracked key ends: its gap runs out before any hit, or another key hits.
-        e_gap = p.end_gap_hops - 1 - gap                 # hop at which the gap runs out
-        by_gap = (e_gap < hops) & (~any_hit | (e_gap < f))
-        ended = (cur >= 0) & (by_gap | (any_hit & (kf != cur)))
+        e_gap = (p.end_gap_hops - 1) - gap               # hop at which the gap runs out
+        ended = (cur >= 0) & (((e_gap < hops) & (~any_hit | (e_gap < f)))
+                              | (any_hit & (kf != cur)))
         if ended.any():
             done = np.flatnonzero(ended & down)
             if done.size:
-                self._emit(rows[done], cur[done], amax[done], s_first[done], a_first[done],
-                           s_last[done], a_last[done], events)
-            cur = np.where(ended, -1, cur)
+                self._emit(rows[done], st[:, done], events)
+            cur[ended] = -1
             down &= ~ended
-        # 2. A new key starts at its first hit; 3. the tracked key goes on.
-        new = any_hit & (cur < 0)
-        goes_on = any_hit & ~new
-        nhit = np.where(new, nh, self._nhit[rows] + np.where(goes_on, nh, 0))
-        cur = np.where(new, kf, cur)
-        amax = np.where(new, a_top, np.maximum(amax, a_top))
-        s_first = np.where(new, s_f, s_first)
-        a_first = np.where(new, a_f, a_first)
-        s_last = np.where(any_hit, s_l, s_last)
-        a_last = np.where(any_hit, a_l, a_last)
-        gap = np.where(any_hit, hops - 1 - last, gap + hops)
-        # Estimated tone length so far, from the edge windows' coverage.
-        start = s_first + n * (1.0 - np.minimum(1.0, a_first / amax))
-        end = s_last + n * np.minimum(1.0, a_last / amax)
-        bad = self._bad[rows] & ~new
-        down |= any_hit & ~bad & (nhit >= p.min_hits) & (end - start >= self._min_len)
-        self._bad[rows] = bad
-        self._cur[rows] = cur
-        self._gap[rows] = gap
-        self._nhit[rows] = nhit
-        self._amax[rows] = amax
-        self._s_first[rows], self._a_first[rows] = s_first, a_first
-        self._s_last[rows], self._a_last[rows] = s_last, a_last
+        if any_hit.any():
+            # 2. A new key starts at its first hit; 3. the tracked key goes on.
+            new = any_hit & (cur < 0)
+            a_top = np.where(hit, amp, 0.0).max(axis=0)
+            st[self.NHIT] = np.where(new, 0, st[self.NHIT]) + nh
+            st[self.AMAX] = np.where(new, a_top, np.maximum(st[self.AMAX], a_top))
+            np.copyto(st[self.S_FIRST], t0 + SUB * (f - SPAN + 1), where=new)
+            np.copyto(st[self.A_FIRST], amp[f, col], where=new)
+            np.copyto(st[self.S_LAST], t0 + SUB * (last - SPAN + 1), where=any_hit)
+            np.copyto(st[self.A_LAST], amp[last, col], where=any_hit)
+            np.copyto(cur, kf, where=new)
+            bad[new] = 0
+            gap[:] = np.where(any_hit, hops - 1 - last, gap + hops)
+            down |= any_hit & (bad == 0) & self._long_enough(st)
+        else:
+            gap += hops
+        self._state[:, rows] = st
         self.keydown[rows] = down
+
+    def _long_enough(self, st: np.ndarray) -> np.ndarray:
+        """Enough hits, and the tone estimated from its edge windows long enough."""
+        n, amax = self._n, st[self.AMAX]
+        start = st[self.S_FIRST] + n * (1.0 - np.minimum(1.0, st[self.A_FIRST] / amax))
+        end = st[self.S_LAST] + n * np.minimum(1.0, st[self.A_LAST] / amax)
+        return (st[self.NHIT] >= self.params.min_hits) & (end - start >= self._min_len)
 
     def _track_hops(self, rows, hit, key, amp, t0, events) -> None:
         """The same state machine, one window at a time (rows with two keys in a block)."""
         p = self.params
-        n = self._n
-        cur = self._cur[rows]
-        gap = self._gap[rows]
-        nhit = self._nhit[rows]
-        amax = self._amax[rows]
-        s_first, a_first = self._s_first[rows], self._a_first[rows]
-        s_last, a_last = self._s_last[rows], self._a_last[rows]
+        st = self._state[:, rows]
+        cur, gap, bad = st[self.CUR], st[self.GAP], st[self.BAD]
         down = self.keydown[rows]
-        bad = self._bad[rows]
         for h in range(self._hops):
             v, k, a = hit[h], key[h], amp[h]
             s = t0 + SUB * (h - SPAN + 1)                     # this window's start sample
@@ -518,52 +522,43 @@ class DtmfDetector:
             if ended.any():
                 done = np.flatnonzero(ended & down)
                 if done.size:
-                    self._emit(rows[done], cur[done], amax[done], s_first[done],
-                               a_first[done], s_last[done], a_last[done], events)
+                    self._emit(rows[done], st[:, done], events)
                 cur[ended] = -1
                 down[ended] = False
             if other.any():                                   # a new key starts
-                bad[other] = False
                 cur[other] = k[other]
                 gap[other] = 0
-                nhit[other] = 0
-                amax[other] = a[other]
-                s_first[other] = s
-                a_first[other] = a[other]
+                bad[other] = 0
+                st[self.NHIT, other] = 0
+                st[self.AMAX, other] = a[other]
+                st[self.S_FIRST, other] = s
+                st[self.A_FIRST, other] = a[other]
             hitnow = match | other
-            nhit[hitnow] += 1
-            np.maximum(amax, np.where(hitnow, a, 0), out=amax)
-            s_last[hitnow] = s
-            a_last[hitnow] = a[hitnow]
-            start = s_first + n * (1.0 - np.minimum(1.0, a_first / amax))
-            end = s_last + n * np.minimum(1.0, a_last / amax)
-            down |= hitnow & ~bad & (nhit >= p.min_hits) & (end - start >= self._min_len)
-        self._bad[rows] = bad
-        self._cur[rows] = cur
-        self._gap[rows] = gap
-        self._nhit[rows] = nhit
-        self._amax[rows] = amax
-        self._s_first[rows], self._a_first[rows] = s_first, a_first
-        self._s_last[rows], self._a_last[rows] = s_last, a_last
+            st[self.NHIT, hitnow] += 1
+            st[self.AMAX] = np.maximum(st[self.AMAX], np.where(hitnow, a, 0))
+            st[self.S_LAST, hitnow] = s
+            st[self.A_LAST, hitnow] = a[hitnow]
+            down |= hitnow & (bad == 0) & self._long_enough(st)
+        self._state[:, rows] = st
         self.keydown[rows] = down
 
-    def _emit(self, rows, keys, amax, s_first, a_first, s_last, a_last, events) -> None:
+    def _emit(self, rows, st, events) -> None:
         # An edge window covering a share c of the tone measures c times its amplitude.
-        n = self._n
-        start = np.rint(s_first + n * (1.0 - np.minimum(1.0, a_first / amax))).astype(np.int64)
-        end = np.rint(s_last + n * np.minimum(1.0, a_last / amax)).astype(np.int64)
-        for r, kk, st, du in zip(rows.tolist(), keys.tolist(), start.tolist(),
-                                 np.maximum(end - start, 0).tolist()):
-            events.append(DtmfDigit(r, KEYS[kk], st, du))
+        n, amax = self._n, st[self.AMAX]
+        start = np.rint(st[self.S_FIRST]
+                        + n * (1.0 - np.minimum(1.0, st[self.A_FIRST] / amax)))
+        end = np.rint(st[self.S_LAST] + n * np.minimum(1.0, st[self.A_LAST] / amax))
+        for r, k, s0, du in zip(rows.tolist(), st[self.CUR].astype(int).tolist(),
+                                start.astype(np.int64).tolist(),
+                                np.maximum(end - start, 0).astype(np.int64).tolist()):
+            events.append(DtmfDigit(r, KEYS[k], s0, du))
 
     def reset(self, row: int) -> None:
         """Forget everything about `row` (a new call on the channel)."""
         if not 0 <= row < self.rows:
             raise IndexError(f"row {row} out of range 0..{self.rows - 1}")
         self._dft.reset(row)
-        self._cur[row] = -1
-        self._gap[row] = 0
-        self._nhit[row] = 0
+        self._state[:, row] = self._idle
         self.keydown[row] = False
 
 
