@@ -1,0 +1,768 @@
+"""AcdService: the ACD core (ctid.acd) as the call model's service for "queue:NAME" targets.
+
+The glue, and nothing more: the ACD decides, the call model keeps the calls, this module
+carries the ACD's actions out as call-model operations and cardd commands, and feeds the
+ACD what happens on the lines (as the call model's CSTA events) and what agents ask (CTI
+AgentRequest). No socket and no clock here: every entry point takes `now` (ctid's clock,
+clamped so that it never goes backwards for the ACD).
+
+A call routed to a queue:
+  caller's line answered (trunks), connection queue:NAME QUEUED, Queued event, music on
+  hold (looped: restarted at each PromptDone), position/wait announcements over it;
+  OfferCall -> the agent's extension rings with the caller's number (Delivered, with the
+  call's attached data and the agent); answered -> the model bridges, the queue
+  connection ends, the agent is busy; ring no answer (ACD timer, or the ring failed) ->
+  the ringing stops, the agent goes not ready (rona), the call goes back to the head of
+  the queue (Queued again); the caller hangs up first -> an abandon; the call ends -> the
+  agent's wrap-up, then ready; an agent's transfer -> call_transferred (the receiving
+  agent is found by extension), wrap-up rules kept by the ACD; overflow to another queue
+  -> Diverted and Queued there; overflow out (voicemail, hangup, maximum wait) -> a
+  goodbye (speech, or busy tone) and the line is cleared (no voicemail service yet).
+
+Supervisors: AgentRequest(action="supervise", agent=AGENT, device=SUPERVISOR_PHONE,
+reason="listen"|"whisper"|"barge"|"stop") rings the supervisor's phone with a call of
+its own; when it is answered the agent's caller and the agent move from their bridge into
+a cardd conference "sup-CALL" (talk) and the supervisor joins it (listen; whisper heard
+by the agent only; barge = talk). The supervisor hanging up restores the bridge; the
+agent's call ending, being held or transferred ends the supervision (the supervisor's
+phone is hung up).
+
+The reconciler runs every reconcile_every_s against the call model's view of each logged
+in agent's phone (idle, ringing, connected), which the cardd link keeps in step with
+cardd's channel states.
+
+Not carried out in this version: callbacks (a CallbackDue is reported failed), transfers
+into a queue (the model transfers to extensions only), voicemail.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+
+from ctid.acd import (Acd, AcdConfig, AcdError, AgentStateChanged, AgentStateCorrected,
+                      Announce, CallbackDue, CallbackRegistered, CallQueued, CancelOffer,
+                      MusicOnHold, OfferCall, Overflow, QueueFigures, QueueLog, Supervise)
+from ctid.acd.agent import LOGGED_OFF, OFFERED as AGENT_OFFERED, ON_CALL
+from ctid.model.callmodel import CallModel, Out, RequestError
+from ctid.model.calls import Call, ConnState, Device, DeviceType
+from hotline_proto import cardd_pb2, cti_pb2
+
+from .audio import QueueAudio
+from .metrics import AcdMetrics
+from .notifier import Notifier, figures_data
+from .queue_log import QueueLogWriter
+from .settings import AcdSettings, AgentSettings
+
+log = logging.getLogger("ctid.acd")
+
+CAUSE_NORMAL = 16
+CAUSE_NO_ANSWER = 19
+CAUSE_NON_SELECTED = 26          # Q.850: another agent took the call (ring all)
+CAUSE_UNALLOCATED = 1
+GOODBYE_TONE_S = 4.0             # busy tone before the line is cleared (no speech)
+GOODBYE_LIMIT_S = 30.0           # a goodbye prompt never reported done: clear anyway
+GAUGES_EVERY_S = 1.0
+# What each supervise mode is in the conference.
+SUPERVISE_MIX = {"listen": "listen", "whisper": "whisper", "barge": "talk"}
+AGENT_ACTIONS = ("login", "logout", "ready", "not_ready", "force_state", "supervise", "status")
+# CSTA events on an ACD call that the service reacts to.
+WATCHED = frozenset({"Established", "ConnectionCleared", "CallCleared", "Held", "Retrieved",
+                     "Transferred", "Conferenced"})
+ENDS_SUPERVISION = frozenset({"ConnectionCleared", "CallCleared", "Held", "Transferred",
+                              "Conferenced"})
+
+
+@dataclasses.dataclass
+class QueuedCall:
+    """A call the ACD holds or has connected, as the service sees it."""
+    call_id: str
+    caller: str                  # the caller's device (a trunk channel, or an extension)
+    queue: str
+    answering: bool = False      # we answered the caller's line: its Answered is ours
+    music: bool = False          # music wanted while the caller waits
+    playing: int = 0             # play_prompt commands not yet reported done
+    agent: str = ""              # the agent the call is connected (or transferred) to
+    agent_device: str = ""
+    leaving: bool = False        # overflowed out of the ACD: goodbye, then the line clears
+    hangup_at: float | None = None
+
+
+@dataclasses.dataclass
+class Offer:
+    agent: str
+    call_id: str
+    device: str
+
+
+@dataclasses.dataclass
+class Session:
+    """A supervisor's phone in an agent's call."""
+    call_id: str                 # the supervisor's own call (it rings their phone)
+    supervised: str              # the agent's call
+    agent: str
+    device: str                  # the supervisor's phone
+    supervisor: str
+    mode: str
+    caller: str = ""             # the supervised call's caller and agent devices
+    agent_device: str = ""
+    joined: bool = False
+
+
+class AcdService:
+    requests = ("agent",)
+
+    def __init__(self, queues, agents: list[AgentSettings] = (), settings: AcdSettings | None = None,
+                 *, audio: QueueAudio | None = None, store=None, registry=None, seed: int = 0):
+        self.settings = settings or AcdSettings()
+        s = self.settings
+        self.metrics = AcdMetrics(registry)
+        self.writer = QueueLogWriter(store) if store is not None else None
+        self.acd = Acd(queues, AcdConfig(seed=seed, figures_every_s=s.figures_every_s,
+                                         reconcile_grace_s=s.reconcile_grace_s),
+                       log=QueueLog(keep=False, sink=self._log_record))
+        self.agent_settings: dict[str, AgentSettings] = {}
+        for a in agents:
+            self.acd.add_agent(a.id, a.skills, a.name)
+            self.agent_settings[a.id] = a
+        self.audio = audio
+        self.model: CallModel | None = None
+        self.notifier: Notifier | None = None
+        self.calls: dict[str, QueuedCall] = {}
+        self.offers: dict[str, Offer] = {}                       # agent -> offer
+        self._offer_at: dict[tuple[str, str], str] = {}          # (call, device) -> agent
+        self.sessions: dict[str, Session] = {}                   # supervisor's call -> session
+        self._supervised: dict[str, set[str]] = {}               # agent's call -> sessions
+        self.seat: dict[str, str] = {}                           # agent -> device last used
+        self._started = False
+        self._next_reconcile: float | None = None
+        self._next_gauges: float | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg, *, store=None, registry=None) -> "AcdService | None":
+        """The service for a ctid configuration (None when it defines no queue)."""
+        if not cfg.queues:
+            return None
+        s = cfg.acd or AcdSettings()
+        audio = QueueAudio(os.path.join(cfg.ctid.run_dir, "acd"), music=s.music,
+                           announce=s.announce, language=s.language)
+        return cls(cfg.queues, cfg.agents, s, audio=audio, store=store, registry=registry)
+
+    def attach(self, model: CallModel) -> "AcdService":
+        """Serve `model`'s queue targets: one ACD-group device per queue, and the hooks."""
+        self.model = model
+        self.notifier = Notifier(model)
+        for name in self.acd.queues:
+            model.add_device(Device(f"queue:{name}", DeviceType.ACD_GROUP, name=name))
+        model.add_service("queue", self)
+        if self.audio is not None:
+            self.audio.start()
+        return self
+
+    def close(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
+
+    def status(self) -> dict[str, str]:
+        acd = self.acd
+        return {"acd.queues": str(len(acd.queues)),
+                "acd.waiting": str(sum(q.live_waiting + len(q.sticky) for q in acd.queues.values())),
+                "acd.agents_logged_in": str(sum(a.state != LOGGED_OFF for a in acd.agents.values())),
+                "acd.supervising": str(len(self.sessions))}
+
+    def _now(self, now: float) -> float:
+        """ctid's clock, never behind what the ACD has seen (a wall clock may step back)."""
+        return now if now >= self.acd.now else self.acd.now
+
+    def _log_record(self, rec) -> None:
+        self.metrics.log_record(rec)
+        if self.writer is not None:
+            self.writer(rec)
+
+    # ---- the call model's hooks -------------------------------------------------------------
+    def route(self, model: CallModel, out: Out, call: Call, origin: Device, name: str,
+              number: str, now: float, caller_id: str | None = None) -> None:
+        if name not in self.acd.queues:
+            model.event(out, "Failed", call, now, device=origin.id, cause="invalidNumber",
+                        reason=f"no queue {name!r}")
+            model.clear_call(out, call, CAUSE_UNALLOCATED, now)
+            return
+        self.enqueue(model, out, call, origin, name, now)
+
+    def enqueue(self, model: CallModel, out: Out, call: Call, origin: Device, queue: str,
+                now: float, priority=None) -> None:
+        """Put `call`, whose caller is on `origin`, into `queue` (routing, or the IVR)."""
+        now = self._now(now)
+        if call.id in self.calls:
+            raise RequestError(f"call {call.id} is already in queue {self.calls[call.id].queue!r}")
+        st = QueuedCall(call.id, origin.id, queue)
+        if origin.type == DeviceType.TRUNK and not call.data.get("answered_trunk"):
+            # A caller hears music only on an answered line.
+            model.command(out, origin, answer=cardd_pb2.Answer())
+            call.data["answered_trunk"] = origin.id
+            st.answering = True
+        call.data["queue"] = queue
+        try:
+            acts = self.acd.call_arrived(call.id, queue, call.calling, priority, dict(call.data), now)
+        except AcdError as e:
+            log.error("call %s not queued in %s: %s", call.id, queue, e)
+            model.event(out, "Failed", call, now, device=origin.id, cause="notAvailable",
+                        reason=str(e))
+            model.clear_call(out, call, CAUSE_NORMAL, now)
+            return
+        self.calls[call.id] = st
+        model.connect(call, f"queue:{queue}", ConnState.QUEUED, now, "queue")
+        if not any(isinstance(a, CallQueued) and a.call == call.id for a in acts):
+            self.notifier.queued(out, call, queue, 1, 0, now)     # distributed at once
+        if self.acd.queues[queue].cfg.moh:
+            st.music = True
+            self._play_music(model, out, st)
+        self._apply(model, out, acts, now)
+
+    def channel_event(self, model: CallModel, out: Out, device: Device, event, now: float) -> bool:
+        kind = event.WhichOneof("kind")
+        if kind not in ("answered", "prompt_done", "cleared", "on_hook"):
+            return False
+        party = model.parties.get(device.id)
+        st = self.calls.get(party.call_id) if party is not None else None
+        if st is None or st.caller != device.id:
+            return False
+        if kind == "answered":
+            if st.answering:                  # the answer we gave the caller's line
+                st.answering = False
+                return True
+            return False
+        if kind == "prompt_done":
+            st.playing = max(0, st.playing - 1)
+            if st.playing == 0:
+                self._prompts_over(model, out, st, self._now(now))
+            return True
+        if not st.agent and not st.leaving:   # the caller leaves before an agent answered
+            call = model.calls.get(st.call_id)
+            if call is not None and not call.outcome:
+                call.outcome = "abandoned"
+        return False
+
+    def observe(self, model: CallModel, out: Out, events: list, now: float) -> None:
+        now = self._now(now)
+        for e in events:
+            if e.name not in WATCHED:
+                continue
+            try:
+                self._observed(model, out, e, now)
+            except AcdError as err:           # the ACD disagrees: logged, the call goes on
+                log.warning("ACD: %s on call %s (%s): %s", e.name, e.call_id, e.device, err)
+
+    def tick(self, model: CallModel, out: Out, now: float) -> None:
+        now = self._now(now)
+        if not self._started:
+            self._started = True
+            self._auto_login(model, out, now)
+            self._next_reconcile = now + self.settings.reconcile_every_s
+            self._next_gauges = now
+        due = self.acd.next_due()
+        if due is not None and due <= now:
+            self._apply(model, out, self.acd.tick(now), now)
+        if now >= self._next_reconcile:
+            self._next_reconcile = now + self.settings.reconcile_every_s
+            self._apply(model, out, self.acd.reconcile(self.channel_states(model), now), now)
+        for st in [s for s in self.calls.values() if s.hangup_at is not None and now >= s.hangup_at]:
+            st.hangup_at = None
+            call = model.calls.get(st.call_id)
+            if call is not None:
+                model.clear_call(out, call, CAUSE_NORMAL, now)
+        if now >= self._next_gauges:
+            self._next_gauges = now + GAUGES_EVERY_S
+            for name in self.acd.queues:
+                self.metrics.figures(self.acd.queue_figures(name, now))
+
+    def request(self, model: CallModel, out: Out, kind: str, body, now: float):
+        now = self._now(now)
+        action = body.action.strip().lower()
+        if action not in AGENT_ACTIONS:
+            raise RequestError(f"unknown agent action {body.action!r} "
+                               f"(use one of {', '.join(AGENT_ACTIONS)})")
+        try:
+            return getattr(self, f"_req_{action}")(model, out, body, now)
+        except AcdError as e:
+            raise RequestError(str(e)) from None
+
+    # ---- carrying out the ACD's actions -----------------------------------------------------
+    def _apply(self, model: CallModel, out: Out, acts: list, now: float) -> None:
+        """Carry out actions in order; what an action's handling makes the ACD say next is
+        carried out before the actions after it (so events come out in causal order)."""
+        todo = list(reversed(acts))
+        while todo:
+            more = self._act(model, out, todo.pop(), now)
+            if more:
+                todo.extend(reversed(more))
+
+    def _act(self, model: CallModel, out: Out, a, now: float) -> list | None:
+        if isinstance(a, AgentStateChanged):
+            return self._agent_state(model, out, a, now)
+        if isinstance(a, OfferCall):
+            return self._offer(model, out, a, now)
+        if isinstance(a, CancelOffer):
+            cause = CAUSE_NON_SELECTED if a.reason == "answered_elsewhere" else CAUSE_NORMAL
+            self._stop_ringing(model, out, a.agent, now, cause)
+        elif isinstance(a, CallQueued):
+            call = model.calls.get(a.call)
+            if call is not None:
+                model.connect(call, f"queue:{a.queue}", ConnState.QUEUED, now, "queue")
+                self.notifier.queued(out, call, a.queue, a.position, a.ewt_s, now)
+        elif isinstance(a, MusicOnHold):
+            self._music(model, out, a, now)
+        elif isinstance(a, Announce):
+            st = self.calls.get(a.call)
+            if st is not None and not st.agent and not st.leaving and self.audio is not None:
+                self._play(model, out, st, self.audio.announcement(a.position, a.ewt_s))
+        elif isinstance(a, Overflow):
+            self._overflow(model, out, a, now)
+        elif isinstance(a, Supervise):
+            self._supervise(model, out, a, now)
+        elif isinstance(a, QueueFigures):
+            self.notifier.queue_statistics(out, a)
+            self.metrics.figures(a)
+        elif isinstance(a, AgentStateCorrected):
+            log.warning("ACD reconciler: agent %s was %s while %s is %s; now %s",
+                        a.agent, a.old, a.extension, a.channel_state, a.new)
+        elif isinstance(a, CallbackDue):
+            log.error("call %s: callback to %s is due, but this ctid does not place "
+                      "callbacks; reported failed", a.call, a.number)
+            return self.acd.callback_failed(a.call, now)
+        elif isinstance(a, CallbackRegistered):
+            log.warning("call %s: callback to %s registered in %s (callbacks are not placed "
+                        "by this ctid)", a.call, a.number, a.queue)
+        return None
+
+    def _agent_state(self, model, out, a: AgentStateChanged, now) -> None:
+        agent = self.acd.agents[a.agent]
+        if agent.extension:
+            self.seat[a.agent] = agent.extension
+        call_id = (agent.offered_call if a.new in AGENT_OFFERED else
+                   agent.call if a.new in ON_CALL else "") or ""
+        self.notifier.agent_state(out, a, self.seat.get(a.agent, ""), call_id, now)
+        offer = self.offers.get(a.agent)
+        if offer is not None and a.old in AGENT_OFFERED and a.new not in AGENT_OFFERED:
+            if agent.call == offer.call_id:     # answered (the reconciler saw it connected)
+                self._took(model, offer, now)
+            else:                               # ring no answer, withdrawn, forced
+                self._stop_ringing(model, out, a.agent, now, CAUSE_NO_ANSWER)
+
+    def _offer(self, model, out, a: OfferCall, now) -> list:
+        call = model.calls.get(a.call)
+        if call is None:                        # the model lost it: it leaves the ACD too
+            return self.acd.call_abandoned(a.call, now)
+        dev = model.devices.get(a.extension)
+        ev = model.ring(out, call, dev, now, caller_id=call.calling or a.caller) \
+            if dev is not None else None
+        if ev is None:
+            log.info("agent %s: %s cannot ring (busy or out of service): ring no answer",
+                     a.agent, a.extension)
+            return self.acd.agent_no_answer(a.agent, a.call, now)
+        ev.agent = a.agent
+        self.offers[a.agent] = Offer(a.agent, a.call, dev.id)
+        self._offer_at[(a.call, dev.id)] = a.agent
+        return self.acd.agent_ringing(a.agent, a.call, now)
+
+    def _stop_ringing(self, model, out, agent: str, now: float, cause: int) -> None:
+        offer = self.offers.pop(agent, None)
+        if offer is None:
+            return
+        self._offer_at.pop((offer.call_id, offer.device), None)
+        call = model.calls.get(offer.call_id)
+        dev = model.devices.get(offer.device)
+        if call is None or dev is None:
+            return
+        conn = call.connection(dev.id)
+        if conn is not None and conn.state == ConnState.ALERTING:
+            model.clear_connection(out, call, dev, cause, now, reason="offer withdrawn")
+
+    def _music(self, model, out, a: MusicOnHold, now) -> None:
+        st = self.calls.get(a.call)
+        if st is None:
+            return
+        if a.on:
+            if not st.music:
+                st.music = True
+                if st.playing == 0:
+                    self._play_music(model, out, st)
+            return
+        st.music = False
+        if st.leaving:
+            return                              # the goodbye is playing
+        call = model.calls.get(st.call_id)
+        caller = model.devices.get(st.caller)
+        if call is not None and caller is not None and call.connection(caller.id) is not None \
+                and call.connection(caller.id).state != ConnState.NULL:
+            model.command(out, caller, stop_media=cardd_pb2.StopMedia())
+
+    def _play_music(self, model, out, st: QueuedCall) -> None:
+        if self.audio is not None:
+            files = self.audio.music()
+            if files:
+                self._play(model, out, st, files)
+
+    def _play(self, model, out, st: QueuedCall, files: list[str]) -> None:
+        caller = model.devices.get(st.caller)
+        if caller is None or not files:
+            return
+        model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
+        st.playing += 1
+
+    def _prompts_over(self, model, out, st: QueuedCall, now: float) -> None:
+        call = model.calls.get(st.call_id)
+        if call is None:
+            return
+        if st.leaving:
+            model.clear_call(out, call, CAUSE_NORMAL, now)      # the goodbye was said
+        elif st.music and not st.agent:
+            self._play_music(model, out, st)                    # the music loops
+
+    def _leave_queue(self, model, call: Call, queue: str, now: float) -> None:
+        """The call is no longer queued at queue:NAME (answered, moved, or sent away)."""
+        dev_id = f"queue:{queue}"
+        conn = call.connections.get(dev_id)
+        if conn is None or conn.state == ConnState.NULL:
+            return
+        conn.state = ConnState.NULL
+        leg = call.leg(dev_id)
+        if leg is not None:
+            leg.ended = now
+        party = model.parties.get(dev_id)
+        if party is not None and party.call_id == call.id:
+            party.call_id = ""
+
+    def _overflow(self, model, out, a: Overflow, now) -> None:
+        call = model.calls.get(a.call)
+        st = self.calls.get(a.call)
+        if call is None or st is None:
+            return
+        self._leave_queue(model, call, a.queue, now)
+        t = a.target
+        if t.kind == "queue":
+            self.notifier.diverted(out, call, a.queue, f"overflow ({a.reason}) to queue:{t.name}", now)
+            st.queue = t.name
+            call.data["queue"] = t.name
+            model.connect(call, f"queue:{t.name}", ConnState.QUEUED, now, "queue")
+            return
+        # Out of the ACD: no voicemail service yet, so a goodbye and the line is cleared.
+        self.notifier.diverted(out, call, a.queue, f"overflow ({a.reason}) to {t}: "
+                               "goodbye and clear", now)
+        call.outcome = "timed_out" if a.reason == "max_wait" else "overflowed"
+        st.leaving = True
+        caller = model.devices.get(st.caller)
+        files = self.audio.goodbye() if self.audio is not None else []
+        if files:
+            self._play(model, out, st, files)
+            st.hangup_at = now + GOODBYE_LIMIT_S
+        elif caller is not None:
+            model.command(out, caller, play_tone=cardd_pb2.PlayTone(tone="busy"))
+            st.hangup_at = now + GOODBYE_TONE_S
+
+    # ---- what happens on the lines ----------------------------------------------------------
+    def _observed(self, model, out, e, now) -> None:
+        cid = e.call_id
+        sess = self.sessions.get(cid)
+        if sess is not None:                    # the supervisor's own call
+            if e.name == "Established" and e.device == sess.device:
+                self._join(model, out, sess, now)
+            elif e.name == "CallCleared":
+                self._end_session(model, out, sess, now, restore=True, hang_up=False)
+            return
+        if e.name in ENDS_SUPERVISION and self._supervised.get(cid):
+            for sid in list(self._supervised[cid]):
+                s = self.sessions.get(sid)
+                if s is not None:
+                    self._end_session(model, out, s, now, restore=False, hang_up=True)
+        st = self.calls.get(cid)
+        if st is None:
+            return
+        if e.name == "Established":
+            agent = self._offer_at.get((cid, e.device))
+            if agent is not None:
+                self._answered(model, out, st, agent, now)
+        elif e.name == "ConnectionCleared":
+            agent = self._offer_at.get((cid, e.device))
+            if agent is not None:               # the ring ended without us: not answered
+                offer = self.offers.pop(agent)
+                del self._offer_at[(cid, offer.device)]
+                a = self.acd.agents.get(agent)
+                if a is not None and a.offered_call == cid:
+                    self._apply(model, out, self.acd.agent_no_answer(agent, cid, now), now)
+            elif e.device == st.caller and not st.agent and not st.leaving:
+                if cid in self.acd.calls:       # the caller left while waiting or offered
+                    self._apply(model, out, self.acd.call_abandoned(cid, now), now)
+                call = model.calls.get(cid)
+                if call is not None:
+                    model.clear_call(out, call, CAUSE_NORMAL, now)
+        elif e.name == "CallCleared":
+            self.calls.pop(cid, None)
+            for agent in [ag for (c, _), ag in self._offer_at.items() if c == cid]:
+                offer = self.offers.pop(agent, None)
+                if offer is not None:
+                    self._offer_at.pop((cid, offer.device), None)
+            if cid in self.acd.calls:
+                self._apply(model, out, self.acd.call_ended(cid, now), now)
+        elif e.device and e.device == st.agent_device:
+            if e.name == "Held":
+                self._apply(model, out, self.acd.agent_hold(st.agent, now), now)
+            elif e.name == "Retrieved":
+                self._apply(model, out, self.acd.agent_retrieve(st.agent, now), now)
+            elif e.name == "Transferred":
+                self._transferred(model, out, st, e, now)
+
+    def _answered(self, model, out, st: QueuedCall, agent: str, now: float) -> None:
+        self._took(model, self.offers[agent], now)
+        self._apply(model, out, self.acd.agent_answered(agent, st.call_id, now), now)
+
+    def _took(self, model, offer: Offer, now: float) -> None:
+        """The agent answered the offer: the call is theirs, no longer queued."""
+        self.offers.pop(offer.agent, None)
+        self._offer_at.pop((offer.call_id, offer.device), None)
+        st = self.calls.get(offer.call_id)
+        if st is None:
+            return
+        st.agent, st.agent_device = offer.agent, offer.device
+        call = model.calls.get(st.call_id)
+        if call is not None:
+            self._leave_queue(model, call, st.queue, now)
+
+    def _transferred(self, model, out, st: QueuedCall, e, now: float) -> None:
+        call = model.calls.get(st.call_id)
+        if call is None:
+            return
+        parties = [d for d, c in call.connections.items()
+                   if c.state != ConnState.NULL and d not in (st.caller, e.device)
+                   and model.devices[d].channel is not None]
+        to_dev = next((d for d in parties if d in self.acd.by_extension), None)
+        to_agent = self.acd.by_extension.get(to_dev) if to_dev else None
+        try:
+            acts = self.acd.call_transferred(st.call_id, now, to_agent=to_agent)
+        except AcdError as err:             # e.g. the receiving agent's state forbids it
+            log.warning("call %s: transfer to agent %s not tracked by the ACD: %s",
+                        st.call_id, to_agent, err)
+            to_agent = None
+            acts = self.acd.call_transferred(st.call_id, now)
+        if to_agent is not None:
+            st.agent, st.agent_device = to_agent, to_dev
+        else:
+            self.calls.pop(st.call_id, None)    # the call left the ACD
+        self._apply(model, out, acts, now)
+
+    def channel_states(self, model: CallModel) -> dict[str, str]:
+        """Each logged-in agent's phone as the reconciler wants it: idle, ringing, connected."""
+        out = {}
+        for ext in self.acd.by_extension:
+            party = model.parties.get(ext)
+            state = "idle"
+            if party is not None:
+                call = model.calls.get(party.call_id) if party.call_id else None
+                conn = call.connection(ext) if call is not None else None
+                if party.held_call_id:
+                    state = "connected"
+                elif conn is not None and conn.state == ConnState.ALERTING:
+                    state = "ringing"
+                elif conn is not None and conn.state != ConnState.NULL or party.off_hook:
+                    state = "connected"
+            out[ext] = state
+        return out
+
+    def _auto_login(self, model, out, now: float) -> None:
+        for a in self.agent_settings.values():
+            if a.login and a.extension:
+                try:
+                    self._apply(model, out, self.acd.agent_login(a.id, f"ext:{a.extension}", now), now)
+                except AcdError as e:
+                    log.error("agent %s not logged in at start: %s", a.id, e)
+
+    # ---- supervisors --------------------------------------------------------------------------
+    def _supervise(self, model, out, a: Supervise, now: float) -> None:
+        # The supervisor is a logged-in agent (their phone) or, when nobody is logged in
+        # there, the phone itself (agent ids have no ':').
+        sup = self.acd.agents.get(a.supervisor)
+        sup_dev = model.devices[sup.extension if sup is not None else a.supervisor]
+        current = next((s for s in self.sessions.values() if s.device == sup_dev.id), None)
+        if current is not None and current.supervised == a.call:
+            current.mode = a.mode
+            if current.joined:
+                self._join_supervisor(model, out, current)
+            return
+        if current is not None:
+            self._end_session(model, out, current, now, restore=True, hang_up=True)
+        st = self.calls[a.call]
+        agent_dev = model.devices[st.agent_device]
+        call = model.new_call(now, calling=agent_dev.number, called=sup_dev.number)
+        call.data.update({"supervise": a.call, "agent": a.agent, "mode": a.mode})
+        ev = model.ring(out, call, sup_dev, now, caller_id=agent_dev.number)
+        if ev is None:
+            del model.calls[call.id]
+            raise RequestError(f"{sup_dev.id} is busy: hang up and ask again")
+        ev.agent = a.agent
+        sess = Session(call.id, a.call, a.agent, sup_dev.id, a.supervisor, a.mode,
+                       caller=st.caller, agent_device=st.agent_device)
+        self.sessions[call.id] = sess
+        self._supervised.setdefault(a.call, set()).add(call.id)
+
+    def _conference(self, sess: Session) -> str:
+        return f"sup-{sess.supervised}"
+
+    def _join(self, model, out, sess: Session, now: float) -> None:
+        st = self.calls.get(sess.supervised)
+        call = model.calls.get(sess.supervised)
+        if st is None or call is None or st.agent_device != sess.agent_device:
+            self._end_session(model, out, sess, now, restore=False, hang_up=True)
+            return
+        conf = self._conference(sess)
+        if not any(s.joined for s in self._sessions_of(sess.supervised)):
+            for dev_id in (sess.caller, sess.agent_device):      # the bridge becomes a conference
+                model.command(out, model.devices[dev_id],
+                              conference_join=cardd_pb2.ConferenceJoin(conference=conf, mode="talk"))
+        sess.joined = True
+        self._join_supervisor(model, out, sess)
+
+    def _join_supervisor(self, model, out, sess: Session) -> None:
+        mode = SUPERVISE_MIX[sess.mode]
+        join = cardd_pb2.ConferenceJoin(conference=self._conference(sess), mode=mode)
+        if mode == "whisper":
+            join.whisper_to = model.devices[sess.agent_device].channel.channel
+        model.command(out, model.devices[sess.device], conference_join=join)
+
+    def _sessions_of(self, call_id: str) -> list[Session]:
+        return [self.sessions[s] for s in self._supervised.get(call_id, ()) if s in self.sessions]
+
+    def _end_session(self, model, out, sess: Session, now: float, *, restore: bool,
+                     hang_up: bool) -> None:
+        self.sessions.pop(sess.call_id, None)
+        left = self._supervised.get(sess.supervised, set())
+        left.discard(sess.call_id)
+        if not left:
+            self._supervised.pop(sess.supervised, None)
+        if sess.joined:
+            model.command(out, model.devices[sess.device], conference_leave=cardd_pb2.ConferenceLeave())
+            if not any(s.joined for s in self._sessions_of(sess.supervised)):
+                caller, agent = model.devices[sess.caller], model.devices[sess.agent_device]
+                call = model.calls.get(sess.supervised)
+                if restore and call is not None and all(
+                        call.connection(d.id) is not None
+                        and call.connection(d.id).state == ConnState.CONNECTED for d in (caller, agent)):
+                    model.bridge(out, agent, caller)             # back to a plain bridge
+                else:
+                    for d in (caller, agent):
+                        model.command(out, d, conference_leave=cardd_pb2.ConferenceLeave())
+        if hang_up:
+            own = model.calls.get(sess.call_id)
+            if own is not None:
+                model.clear_call(out, own, CAUSE_NORMAL, now)
+
+    # ---- CTI agent requests ---------------------------------------------------------------
+    def _agent(self, body):
+        if not body.agent:
+            raise RequestError(f"{body.action}: name the agent")
+        if body.agent not in self.acd.agents:
+            raise RequestError(f"unknown agent {body.agent!r}")
+        return self.acd.agents[body.agent]
+
+    def _extension(self, model, device: str, what: str) -> Device:
+        if device.isdigit():
+            device = f"ext:{device}"
+        dev = model.devices.get(device)
+        if dev is None:
+            raise RequestError(f"{what}: unknown device {device!r}")
+        if dev.type != DeviceType.EXTENSION:
+            raise RequestError(f"{what}: {device} is not an extension")
+        return dev
+
+    def _reply(self, agent_id: str) -> cti_pb2.Reply:
+        a = self.acd.agents[agent_id]
+        return cti_pb2.Reply(status={"agent": a.id, "agent_state": a.state, "reason": a.reason,
+                                     "device": a.extension})
+
+    def _req_login(self, model, out, body, now):
+        a = self._agent(body)
+        device = body.device
+        if not device:
+            seat = self.agent_settings.get(a.id)
+            if seat is None or not seat.extension:
+                raise RequestError(f"login: agent {a.id!r} has no extension configured; "
+                                   "name the device to log in at")
+            device = seat.extension
+        dev = self._extension(model, device, "login")
+        ready = body.reason.strip().lower() != "not_ready"
+        self._apply(model, out, self.acd.agent_login(a.id, dev.id, now, ready=ready), now)
+        return self._reply(a.id)
+
+    def _req_logout(self, model, out, body, now):
+        a = self._agent(body)
+        self._apply(model, out, self.acd.agent_logout(a.id, now, body.reason), now)
+        return self._reply(a.id)
+
+    def _req_ready(self, model, out, body, now):
+        a = self._agent(body)
+        self._apply(model, out, self.acd.set_ready(a.id, now), now)
+        return self._reply(a.id)
+
+    def _req_not_ready(self, model, out, body, now):
+        a = self._agent(body)
+        self._apply(model, out, self.acd.set_not_ready(a.id, now, body.reason or "break"), now)
+        return self._reply(a.id)
+
+    def _req_force_state(self, model, out, body, now):
+        """reason: "STATE" or "STATE:why" (ready, not_ready, logged_off); device: who asks."""
+        a = self._agent(body)
+        state, _, why = body.reason.partition(":")
+        if not state:
+            raise RequestError("force_state: give the state in reason "
+                               "(ready, not_ready or logged_off, optionally ':why')")
+        by = body.device or "supervisor"
+        self._apply(model, out, self.acd.force_state(a.id, state.strip(), now, by, why.strip()), now)
+        return self._reply(a.id)
+
+    def _req_supervise(self, model, out, body, now):
+        a = self._agent(body)
+        mode = body.reason.strip().lower()
+        if not body.device:
+            raise RequestError("supervise: name the supervisor's phone in device")
+        dev = self._extension(model, body.device, "supervise")
+        if mode == "stop":
+            sess = next((s for s in self.sessions.values() if s.device == dev.id), None)
+            if sess is None:
+                raise RequestError(f"supervise stop: {dev.id} is not supervising")
+            self._end_session(model, out, sess, now, restore=True, hang_up=True)
+            return cti_pb2.Reply(call_id=sess.supervised)
+        if mode not in SUPERVISE_MIX:
+            raise RequestError(f"supervise: reason must be the mode: listen, whisper, barge "
+                               f"or stop; got {body.reason!r}")
+        if dev.id == a.extension:
+            raise RequestError(f"supervise: {dev.id} is agent {a.id!r}'s own phone")
+        sitting = self.acd.by_extension.get(dev.id)
+        if sitting is not None and not getattr(self.agent_settings.get(sitting), "supervisor", False):
+            raise RequestError(f"supervise: agent {sitting!r} at {dev.id} is not a supervisor")
+        st = self.calls.get(a.call) if a.call else None
+        if st is None or not st.agent_device:
+            raise RequestError(f"supervise: agent {a.id!r} is {a.state}, not on a queue call")
+        nodes = {model.devices[d].channel.node for d in (st.caller, st.agent_device, dev.id)}
+        if len(nodes) > 1:
+            raise RequestError(f"supervise: {dev.id} and the agent's call are on different "
+                               "cardd nodes (a conference lives on one node)")
+        busy = next((s for s in self.sessions.values() if s.device == dev.id), None)
+        if (busy is None or busy.supervised != a.call) and not model.idle(dev):
+            raise RequestError(f"supervise: {dev.id} is busy: hang up and ask again")
+        self._apply(model, out, self.acd.supervise(sitting or dev.id, a.id, mode, now), now)
+        return cti_pb2.Reply(call_id=a.call, status={"agent": a.id, "mode": mode})
+
+    def _req_status(self, model, out, body, now):
+        if body.device.startswith("queue:"):
+            name = body.device[len("queue:"):]
+            if name not in self.acd.queues:
+                raise RequestError(f"unknown queue {name!r} (queues: {', '.join(self.acd.queues)})")
+            return cti_pb2.Reply(status=figures_data(self.acd.queue_figures(name, now)))
+        if body.agent:
+            a = self._agent(body)
+            reply = self._reply(a.id)
+            reply.status["calls_handled"] = str(a.calls_handled)
+            reply.status["call_id"] = a.offered_call or a.call or ""
+            return reply
+        raise RequestError("status: name an agent, or a queue as device queue:NAME")
