@@ -105,13 +105,8 @@ def _open_store(args):
             label = d.group if d.id.startswith("trunk:") else d.name
             if label:
                 names[d.id] = label
+    _check_sqlite_file(url)          # before Store(), which would make its directory
     store = Store(url, tz=tz, name="report")
-    if store.backend == "sqlite":
-        db = store.url.database
-        if not os.path.isfile(db):
-            store.engine.dispose()
-            raise ValueError(f"no database file {db} (from {url!r}; relative paths are "
-                             f"relative to the current directory, here {os.getcwd()})")
     try:
         revision = store.revision()
     except Exception as e:           # noqa: BLE001 - any failure: cannot read it, say why
@@ -123,6 +118,22 @@ def _open_store(args):
         raise ValueError(f"the database {url!r} has no ctid tables (ctid creates them "
                          f"when it starts)")
     return store, tz, names
+
+
+def _check_sqlite_file(url: str) -> None:
+    """A report reads an existing database; it must not create an empty one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return                      # Store names the problem
+    if u.get_backend_name() != "sqlite":
+        return
+    db = u.database or ""
+    if db in ("", ":memory:") or not os.path.isfile(db):
+        raise ValueError(f"no database file {db or '(none)'} (from {url!r}; relative paths "
+                         f"are relative to the current directory, here {os.getcwd()})")
 
 
 def _check_outputs(args) -> None:
@@ -308,6 +319,9 @@ def cmd_report(args) -> int:
     try:
         return args._report_run(args)
     except BrokenPipeError:            # `ctictl report cdr | head`: not an error
+        # Python flushes stdout again at exit; point it at nothing so that is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
 
 

@@ -197,6 +197,7 @@ def test_report_cdr_refuses_bad_input_plainly(db, tmp_path, capsys):
         (["--db", db, "--since", "2026-13-01"], "'2026-13-01' is not a date"),
         (["--db", db, "--since", "2026-11-24", "--until", "2026-11-23"], "must be after"),
         (["--db", f"sqlite:///{tmp_path}/none.db"], "no database file"),
+        (["--db", f"sqlite:///{tmp_path}/nodir/none.db"], "no database file"),
         (["--db", "nosuch://x"], "database 'nosuch' is not supported"),
         (["--db", "run/hotline.db"], "is not a database URL"),
         (["--db", db, "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
@@ -208,7 +209,8 @@ def test_report_cdr_refuses_bad_input_plainly(db, tmp_path, capsys):
         assert ctictl.main(["report", "cdr", *extra]) == 2, extra
         err = capsys.readouterr().err
         assert said in err, (extra, err)
-    assert not (tmp_path / "none.db").exists()      # a report never creates a database
+    # a report never creates a database, nor a directory for one
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "nodir").exists()
 
 
 # ---- ctictl report acd-sim-plot -----------------------------------------------------------
