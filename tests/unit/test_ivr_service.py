@@ -157,3 +157,10 @@ def test_timers_fire_from_tick(tts):
     out = svc.tick(10.0)
     assert len(plays(out)) == 1                            # no_input + ask_phone again
     svc.close()
+
+
+def test_benchmark_commands_walk_their_calls_to_the_end(tts):
+    from ivr.tools import bench_interpreter, bench_service
+    assert bench_interpreter(3)["calls"] == 3              # every walk ends in a hang-up
+    r = bench_service(4, str(tts.cache_dir))
+    assert r["completed"] == 4 and r["play_commands"] == 24
