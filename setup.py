@@ -58,7 +58,7 @@ setup(
     install_requires=[
         "numpy>=1.26", "cffi>=1.16", "pyzmq>=25", "protobuf>=5",
         "prometheus_client>=0.19", "PyYAML>=6", "SQLAlchemy>=2.0", "alembic>=1.12",
-        "soundfile>=0.12", "openpyxl>=3.1",
+        "soundfile>=0.12", "openpyxl>=3.1", "matplotlib>=3.8", "psycopg2-binary>=2.9",
     ],
     setup_requires=["cffi>=1.16"],
     cffi_modules=[
