@@ -188,6 +188,19 @@ class R2Trunk(Actor):
             except ActorError as e:
                 self.note(f"{action} not possible: {e}")
 
+    # ---- what the live view shows -------------------------------------------------------------
+    @property
+    def state(self):
+        return self.line.state
+
+    @property
+    def calling_number(self) -> str:
+        return self.current.ani if self.current is not None and self.current.cleared is None else ""
+
+    @property
+    def digits(self) -> str:
+        return self.current.dnis if self.current is not None else ""
+
     # ---- checks and observations ---------------------------------------------------------------
     def _check_offered(self) -> bool:
         return self.current is not None and self.current.direction == "from_host"

@@ -338,3 +338,14 @@ def test_trace_on_demand_goes_to_the_sink_and_to_files(tmp_path):
     d.line.set_trace(False)
     d.cas("seize")
     assert d.line.trace is None
+
+
+def test_reset_channel_idles_a_stuck_call():
+    d = Drive("china")
+    d.cmd("dial", number="1")
+    d.cas("seize_ack")                               # the far register never answers
+    a = d.cmd("reset_channel")
+    assert d.events(a)[0] == ev.Cleared(ev.CAUSE_TEMPORARY_FAILURE, "channel reset")
+    assert isinstance(d.events(a)[-1], ev.ChannelReset) and ev.EndCall() in a
+    assert sent(d, a, "idle") and d.line.state.value == "idle"
+    assert ev.Media("r2_detect", (None,)) in a

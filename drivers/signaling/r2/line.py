@@ -227,6 +227,7 @@ def _table() -> dict:
     for s in S:
         if s != S.OUT_OF_SERVICE:
             t[(s, HwEvent.ALARM)] = "_h_alarm"
+            t[(s, "cmd.reset_channel")] = "_h_reset"
     return t
 
 
@@ -570,7 +571,7 @@ class R2Line:
             extra = sorted(set(args) - set(allowed))
             if extra:
                 raise R2Error(f"{name}: unexpected argument {extra[0]!r}")
-        if name in ("answer", "accept", "stop_media", "status"):
+        if name in ("answer", "accept", "stop_media", "status", "reset_channel"):
             only()
             return {}
         if name == "hangup":
@@ -611,7 +612,8 @@ class R2Line:
         if name == "ring":
             raise R2Error(f"R2 channel {self.channel}: ring refused: {self.REFUSALS[(None, 'ring')]}")
         raise R2Error(f"unknown command {name!r} for an R2 channel (known: answer, accept, "
-                      f"hangup, dial, set_service, {', '.join(MEDIA_COMMANDS)}, status)")
+                      f"hangup, dial, set_service, reset_channel, {', '.join(MEDIA_COMMANDS)}, "
+                      f"status)")
 
     def _h_media(self, tick, args):
         name = args["command"]
@@ -656,6 +658,19 @@ class R2Line:
             return []
         self._goto(tick, S.LOCAL_BLOCKED)
         return self._cas(tick, "blocked") + [ev.Emit(ev.ServiceChange(False, "blocked locally"))]
+
+    def _h_reset(self, tick, _):
+        """Maintenance: whatever the channel was doing, it is idle now (a stuck call is
+        cleared with cause 41); the far end sees our idle pattern."""
+        self.counters["resets"] += 1
+        actions = self._emit_cleared(ev.CAUSE_TEMPORARY_FAILURE, "channel reset")
+        self._trace(tick, "error", "channel reset by command")
+        self.tx_bits = None                   # send idle even if we think we did
+        blocked = self.state == S.LOCAL_BLOCKED
+        actions += self._to_idle(tick)
+        if blocked:
+            actions.append(ev.Emit(ev.ServiceChange(True, "reset")))
+        return actions + [ev.Emit(ev.ChannelReset(reason="reset command", by_far_end=False))]
 
     def _h_alarm(self, tick, _):
         actions = self._emit_cleared(ev.CAUSE_NETWORK_OUT_OF_ORDER, "channel alarm")
