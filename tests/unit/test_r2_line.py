@@ -349,3 +349,45 @@ def test_reset_channel_idles_a_stuck_call():
     assert isinstance(d.events(a)[-1], ev.ChannelReset) and ev.EndCall() in a
     assert sent(d, a, "idle") and d.line.state.value == "idle"
     assert ev.Media("r2_detect", (None,)) in a
+
+
+def test_double_answer_when_the_variant_asks_for_it():
+    d = Drive("china", max_dnis=1)
+    d.line.variant = d.v = d.v.with_timers(double_answer_ms=400, answer_delay_ms=0)
+    d.cas("seize")
+    d.pulse(1)
+    d.pulse(1)
+    d.pulse(15)
+    d.mf(3)
+    d.cmd("answer")
+    a = d.mf(0)
+    assert sent(d, a, "answer") and d.events(a) == [ev.Answered()]
+    n = ticks_of(400)
+    assert d.run(n - 1) == []
+    assert sent(d, d.run(1), "clear_back")
+    assert d.run(n - 1) == [] and sent(d, d.run(1), "answer")
+
+
+def test_span_alarm_clears_calls_and_lines_return_after_the_backoff():
+    import types
+
+    from drivers.signaling.r2.span import span_for
+    span_cfg = types.SimpleNamespace(span=3, name="r2-3", r2_variant="china", options={})
+    chans = [types.SimpleNamespace(channel=c, span=3) for c in (61, 62)]
+    span = span_for(span_cfg, chans)
+    line = span.lines[61]
+    line.on_tick(1)
+    line.on_command("dial", 1, number="1")
+    out = span.on_alarm(8, 5)                         # red alarm
+    by_channel = {}
+    for ch, action in out:
+        by_channel.setdefault(ch, []).append(action)
+    assert ev.Emit(ev.Cleared(38, "channel alarm")) in by_channel[61]
+    assert ev.Emit(ev.ServiceChange(False, "alarm")) in by_channel[62]
+    assert line.wire_state == "OUT_OF_SERVICE" and not span.health.in_service
+    assert span.on_alarm(0, 10) == []                 # cleared: wait the backoff first
+    delay = span.health.backoff_ticks()
+    assert all(span.on_tick(t) == [] for t in range(10, 10 + delay))
+    back = span.on_tick(10 + delay)
+    assert sorted({ch for ch, _ in back}) == [61, 62]
+    assert (61, SetCas(0b1011)) in back and line.wire_state == "IDLE" and span.health.in_service
