@@ -262,9 +262,7 @@ class AcdService:
             self._auto_login(model, out, now)
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._next_gauges = now
-        due = self.acd.next_due()
-        if due is not None and due <= now:
-            self._apply(model, out, self.acd.tick(now), now)
+        self._apply(model, out, self.acd.tick(now), now)       # timers and figures due
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._apply(model, out, self.acd.reconcile(self.channel_states(model), now), now)
