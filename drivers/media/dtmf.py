@@ -222,6 +222,8 @@ class DtmfDetector:
         self._rate = rate
         self._fhz = np.array(ROW_HZ + COL_HZ, dtype=np.float32)
         self._amp_scale = np.float32(2.0 / n)       # |Y| of a full-window tone = A * n / 2
+        offsets = (np.arange(801) - 400) / 4.0                     # Hz, see _classify
+        self._amp_gain = (self._amp_scale / _sinc_gain(offsets, n, rate)).astype(np.float32)
         amin = dbm0_to_peak(p.min_level_dbm0)
         self._amin = np.float32(amin)
         self._twist_hi = np.float32(10 ** (p.max_twist_high_db / 20))
@@ -237,8 +239,9 @@ class DtmfDetector:
         self._gate_ratio = np.float32(p.gate_ratio * n / 2)
         self._gate_peak = np.float32(1.0 + p.gate_peak)
         self._dial_min = np.float32((dbm0_to_peak(-35.0) * n / 2) ** 2)   # 450 Hz worth removing
-        self._gate_total = np.float32(2 * self._gate_level)
-        self._ones18 = np.ones(18, dtype=np.float32)
+        self._group_sums = np.zeros((18, 3), dtype=np.float32)    # re^2 + im^2 summed
+        self._group_sums[0:8, 0] = self._group_sums[8:16, 1] = self._group_sums[16:18, 2] = 1
+        self._group_sums_t = np.ascontiguousarray(self._group_sums.T)
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
@@ -275,11 +278,11 @@ class DtmfDetector:
         self._sample += self.block
         self._dft.push(pcm)
         events: list[DtmfDigit] = []
-        gate, p450 = self._gate()
+        gate, dial = self._gate()
         rows = np.flatnonzero(gate | (self._state[self.CUR] >= 0))
         if rows.size:
             y, ew = self._dft.windows(rows)
-            under = np.flatnonzero(p450[rows] >= self._dial_min)
+            under = np.flatnonzero(dial[rows])
             if under.size:
                 self._remove_dial_tone(y, under)
             hit, key, amp, dev = self._classify(y, ew)
@@ -297,21 +300,24 @@ class DtmfDetector:
         """Rows worth a closer look: the block's last window holds two tones above the
         level floor with a fair share of its energy and one clear peak per group (loose
         versions of the window tests: a key's first hits come in a block whose last window
-        is covered by the key, or in the block after). Also returns each row's 450 Hz
-        power in that window."""
+        is covered by the key, or in the block after). Also returns the rows with a dial
+        tone strong enough to need removing."""
         yw, ew = self._dft.last_window()
         sq = yw.view(np.float32) ** 2                              # (rows, 18)
-        p450 = sq[:, 16] + sq[:, 17]
-        # Stage 1, every row (one GEMV): the nine bins together hold a fair share.
-        total = sq @ self._ones18
+        # Stage 1, every row (one small GEMM): each group's power, and the 450 Hz bin's.
+        low, high, p450 = self._group_sums_t @ sq.T                 # (3, rows)
+        weaker = np.minimum(low, high)
         gate = np.zeros(self.rows, dtype=bool)
-        cand = np.flatnonzero((total >= self._gate_ratio * ew) & (total >= self._gate_total))
+        # Rows whose 450 Hz tone leaks enough into the DTMF bins to matter.
+        dial = (p450 >= self._dial_min) & (p450 >= np.float32(0.2) * weaker)
+        cand = np.flatnonzero((weaker >= self._gate_level)
+                              & (low + high + p450 >= self._gate_ratio * ew))
         if cand.size == 0:
-            return gate, p450
+            return gate, dial
         # Stage 2, the candidates: a dial tone leaks into the DTMF bins (up to -23 dB), so
         # it is removed first; then each group's peak, their share, one peak per group.
         yc = yw[cand]
-        under = np.flatnonzero(p450[cand] >= self._dial_min)
+        under = np.flatnonzero(dial[cand])
         if under.size:
             y0 = yc[under, 8:9]
             yc[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
@@ -325,7 +331,7 @@ class DtmfDetector:
         ok &= (p0 + p1) + (p2 + p3) <= self._gate_peak * pr
         ok &= (p4 + p5) + (p6 + p7) <= self._gate_peak * pc
         gate[cand[ok]] = True
-        return gate, p450
+        return gate, dial
 
     def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
         """Subtract a 450 Hz tone's leakage from the DTMF bins of rows `sel` of `y`.
@@ -351,15 +357,17 @@ class DtmfDetector:
         idx, peak = _argmax4(grp[:, 0], grp[:, 1], grp[:, 2], grp[:, 3])   # (2, hops, n)
         okg = grp.sum(axis=1) <= self._peak_sum * peak            # one clear peak per group
         # Tone frequency from the phase turn since the previous window (5 ms earlier).
-        at = self._flat_index(hops, n, k) + idx + self._group_base
+        bins = idx + self._group_base                             # 0..3 low, 4..7 high
+        at = self._flat_index(hops, n, k) + bins
         yf = y.reshape(-1)
         cur = yf[at + n * k]
         dev = np.angle(cur * np.conj(yf[at])).astype(np.float32)
         dev *= self._phase_to_hz
-        okg &= np.abs(dev) <= self._tol_hz[idx + self._group_base]
-        # Amplitudes corrected for the bin loss at the measured offset.
+        okg &= np.abs(dev) <= self._tol_hz[bins]
+        # Amplitudes corrected for the bin loss at the measured offset (a table over the
+        # +-100 Hz the phase turn can show, in 0.25 Hz steps).
         amp = np.sqrt(peak)
-        amp *= self._amp_scale / _sinc_gain(dev, self._n, self._rate)
+        amp *= np.take(self._amp_gain, (dev * np.float32(4) + np.float32(400.5)).astype(np.intp))
         okg &= amp >= self._amin
         ar, ac = amp[0], amp[1]
         ok = okg[0] & okg[1]
