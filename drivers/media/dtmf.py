@@ -279,7 +279,13 @@ class DtmfDetector:
         self._dft.push(pcm)
         events: list[DtmfDigit] = []
         gate, dial = self._gate()
-        rows = np.flatnonzero(gate | (self._state[self.CUR] >= 0))
+        tracking = self._state[self.CUR] >= 0
+        # A key whose tone has stopped (gap > 0) and whose row shows no key now cannot
+        # hit in this block except for a blip too short to matter: it only counts its gap.
+        fading = tracking & ~gate & (self._state[self.GAP] > 0)
+        if fading.any():
+            self._fade(np.flatnonzero(fading), events)
+        rows = np.flatnonzero(gate | (tracking & ~fading))
         if rows.size:
             y, ew = self._dft.windows(rows)
             under = np.flatnonzero(dial[rows])
@@ -293,8 +299,23 @@ class DtmfDetector:
                 fresh = rows[pos]
                 h = (self._state[self.S_LAST, fresh].astype(np.int64) - t0) // SUB + SPAN - 1
                 self._check_harmonics(fresh, pcm, t0, dev[:, h, pos].T)
-        np.copyto(self._tail, pcm[:, -2 * SUB:], casting="unsafe")
+            # The harmonics test may look back into this block from the next one.
+            self._tail[rows] = pcm[rows, -2 * SUB:]
         return events
+
+    def _fade(self, rows: np.ndarray, events: list) -> None:
+        """Rows in a key's gap with nothing in this block: the gap grows by a block; at
+        end_gap_hops the key ends (reported if it was down)."""
+        gap = self._state[self.GAP, rows] + self._hops
+        self._state[self.GAP, rows] = gap
+        over = gap >= self.params.end_gap_hops
+        if over.any():
+            ended = rows[over]
+            done = ended[self.keydown[ended]]
+            if done.size:
+                self._emit(done, self._state[:, done], events)
+            self._state[self.CUR, ended] = -1
+            self.keydown[ended] = False
 
     def _gate(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows worth a closer look: the block's last window holds two tones above the
