@@ -151,6 +151,9 @@ class CtidConfig:
     acd: Any = None
     queues: list = dataclasses.field(default_factory=list)
     agents: list = dataclasses.field(default_factory=list)
+    # The IVR ([ivr], [ivr.sources], [ivr.apps], [ivr.pin]): the table as written, checked
+    # here, read by ivr.ctid_service.from_settings. None: no IVR ("ivr:" routes fail).
+    ivr: dict | None = None
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -425,6 +428,16 @@ _CALENDAR = {"name": Field(str, required=True, check=_name),
 _TABLES = {"ctid": _CTID, "cti": _CTI, "metrics": _METRICS, "database": _DATABASE}
 _ARRAYS = ("cardd", "extension", "trunk_group", "route", "calendar")
 _SERVICE_SECTIONS = ("acd", "queue", "agent")     # read by ctid.acd_service.settings
+_IVR = {"flows": Field(list, ["etc/ivr"], check=_strings), "tts_cache": Field(str, ""),
+        "prewarm": Field(bool, True), "max_ports": Field(int, 480, check=_positive),
+        "stats_every_s": Field((int, float), 60.0, check=_positive),
+        "lookup_workers": Field(int, 4, check=_positive),
+        "render_workers": Field(int, 2, check=_positive),
+        "sources": Field(dict, {}), "apps": Field(dict, {}), "pin": Field(dict, {})}
+_IVR_PIN = {"max_failures": Field(int, 3, check=_positive),
+            "lock_minutes": Field((int, float), 30, check=_not_negative),
+            "lock_on": Field(list, ["account", "caller"], check=_strings)}
+_PIN_LOCK_ON = ("account", "caller")
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -470,7 +483,7 @@ class _Builder:
     def build(self) -> CtidConfig:
         c, data = self.c, self.data
         for key in data:
-            known = [*_TABLES, *_ARRAYS, *_SERVICE_SECTIONS]
+            known = [*_TABLES, *_ARRAYS, *_SERVICE_SECTIONS, "ivr"]
             if key not in known:
                 near = difflib.get_close_matches(key, known, n=1)
                 hint = f"did you mean {near[0]!r}? " if near else ""
@@ -484,6 +497,7 @@ class _Builder:
         self._calendars()
         from ctid.acd_service import settings as acd_settings
         acd_settings.build(self)
+        self._ivr()
         self._routes()
         return self.cfg
 
@@ -642,6 +656,35 @@ class _Builder:
             except _Skip:
                 continue
             self.cfg.calendars[name] = cal
+
+    def _ivr(self) -> None:
+        """[ivr]: checked key by key here; the flows themselves by `ctictl check-config`
+        (ivr.validate) and at start-up."""
+        if "ivr" not in self.data:
+            return
+        try:
+            v = self.c.section(self.data["ivr"], "ivr", None, _IVR)
+            for path in v["flows"]:
+                if not os.path.exists(path):
+                    raise self.c.problem("ivr", None, "flows", f"{path!r}: no such file or "
+                                         "folder", self.c.map.value_line("ivr", None, "flows",
+                                                                         f'"{path}"'))
+            for sub in ("sources", "apps"):
+                for name, url in v[sub].items():
+                    if not isinstance(url, str) or not url:
+                        raise self.c.problem(f"ivr.{sub}", None, name,
+                                             f"expected a URL string, got {url!r}")
+                    if sub == "apps" and _endpoint(url):
+                        raise self.c.problem(f"ivr.{sub}", None, name, _endpoint(url))
+            pin = self.c.section(v["pin"], "ivr.pin", None, _IVR_PIN)
+            for who in pin["lock_on"]:
+                if who not in _PIN_LOCK_ON:
+                    raise self.c.problem("ivr.pin", None, "lock_on", f"{who!r} is not one of "
+                                         f"{', '.join(_PIN_LOCK_ON)}")
+            v["pin"] = {k: val for k, val in pin.items() if k in v["pin"]}
+        except _Skip:
+            return
+        self.cfg.ivr = v
 
     def _target(self, target: str, index: int, key: str, outbound_ok: bool = True) -> None:
         kind, sep, name = target.partition(":")

@@ -79,6 +79,11 @@ class Ctid:
         self.clock = clock
         self.metrics = CtidMetrics()
         self.model = CallModel(cfg.devices(), cfg.dialplan(), tz=cfg.tz)
+        self.ivr = None
+        if cfg.ivr is not None:                       # "ivr:FLOW" targets; the model's tick
+            import ivr.ctid_service                   # drives the IVR's timers
+            self.ivr = ivr.ctid_service.from_settings(cfg.ivr, cfg.ctid.run_dir, store)
+            self.model.add_service("ivr", self.ivr)
         self.links: dict[str, CarddLink] = {}
         self.server: CtiServer | None = None
         self.running = False
@@ -236,6 +241,8 @@ class Ctid:
             self.step()
 
     def close(self) -> None:
+        if self.ivr is not None:
+            self.ivr.svc.close()
         for link in self.links.values():
             link.close()
         if self.server is not None:
@@ -270,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         print(f"ctid: cannot open the database {cfg.database.url}: {e}", file=sys.stderr)
         return 1
-    daemon = Ctid(cfg, store=store)
+    try:
+        daemon = Ctid(cfg, store=store)
+    except ValueError as e:            # IVR flows, PIN policy, ACD settings refused
+        print(f"ctid: cannot start: {e}", file=sys.stderr)
+        store.close()
+        return 2
     try:
         daemon.open()
     except (OSError, ValueError, zmq.ZMQError, RuntimeError) as e:

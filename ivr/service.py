@@ -76,7 +76,9 @@ class IvrService:
         self._by_channel: dict[tuple[str, int], str] = {}
         self._render = concurrent.futures.ThreadPoolExecutor(render_workers,
                                                              thread_name_prefix="ivr-tts")
-        self._cmd_ids = itertools.count(1)
+        # Its own id range: cardd replies are matched to commands by id, and the call
+        # model numbers its commands from 1.
+        self._cmd_ids = itertools.count(1 << 40)
         self.counters = collections.Counter()
 
     # ---- entry points ----------------------------------------------------------------
