@@ -118,6 +118,11 @@ class IvrRouting:
                         break
 
     def observe(self, model, out, events, now: float) -> None:
+        # The ringback played to a transferred caller is stopped by the model when the
+        # target answers (it stops what services played to trunks); only older models
+        # without that need it done here.
+        if hasattr(model, "deliver"):
+            return
         for e in events:
             if e.name == "Established" and e.call_id in self._transferred:
                 caller = model.devices.get(self._transferred.pop(e.call_id))
@@ -184,8 +189,7 @@ class IvrRouting:
                 self.fax(call, a)
 
     def _route_on(self, model, out, call, origin, target: str, number: str, now: float) -> None:
-        deliver = getattr(model, "deliver", None) or model._deliver
-        deliver(out, call, origin, target, number, now, caller_id=call.calling)
+        model.deliver(out, call, origin, target, number, now, caller_id=call.calling)
 
     def _leave(self, model, out, call, now: float, reason: str) -> None:
         """The IVR port leaves the call (the call goes on if two parties remain)."""

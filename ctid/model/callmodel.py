@@ -82,6 +82,7 @@ class Party:
     digit_deadline: float | None = None
     ring_deadline: float | None = None
     off_hook: bool = False
+    service_media: bool = False      # a service played a tone or prompt to this channel
 
 
 class CallModel:
@@ -248,8 +249,27 @@ class CallModel:
         return self._event(out, name, call, now, device=device, **fields)
 
     def command(self, out: Out, device: Device, **kind) -> None:
-        """One cardd command for `device`'s channel, e.g. command(out, d, answer=Answer())."""
+        """One cardd command for `device`'s channel, e.g. command(out, d, answer=Answer()).
+        A tone or prompt a service plays to a trunk is stopped when the call is answered."""
+        field = next(iter(kind))
+        if field in ("play_tone", "play_prompt"):
+            self.parties[device.id].service_media = True
+        elif field in ("stop_media", "hangup"):
+            self.parties[device.id].service_media = False
+        if field == "stop_media" and device.channel is not None:
+            # Already stopped in this output (the model does it when the call is answered)?
+            for node, cmd in reversed(out.commands):
+                if node == device.channel.node and cmd.channel == device.channel.channel:
+                    if cmd.WhichOneof("kind") == "stop_media":
+                        return
+                    break
         self._cmd(out, device, **kind)
+
+    def deliver(self, out: Out, call: Call, origin: Device, target: str, number: str,
+                now: float, caller_id: str | None = None) -> None:
+        """Offer `call` from `origin` to a routing target ("ext:8001", "trunk:co",
+        "queue:NAME", "ivr:FLOW"), as the dial plan's routes do."""
+        self._deliver(out, call, origin, target, number, now, caller_id=caller_id)
 
     def bridge(self, out: Out, a: Device, b: Device) -> None:
         self._bridge(out, a, b)
@@ -390,6 +410,10 @@ class CallModel:
             if conn.state in (ConnState.INITIATED, ConnState.CONNECTED):
                 conn.state = ConnState.CONNECTED
                 self._bridge(out, device, other)
+            if other.type == DeviceType.TRUNK and self.parties[other.id].service_media:
+                # what the IVR or a queue played to the caller (ringback, music) ends
+                self._cmd(out, other, stop_media=cardd_pb2.StopMedia())
+                self.parties[other.id].service_media = False
         self._event(out, "Established", call, now, device=device.id)
 
     def _on_dial_complete(self, out, device, event, now):
@@ -440,6 +464,7 @@ class CallModel:
         if party.call_id == call.id:
             party.call_id = ""
             party.digit_deadline = party.ring_deadline = None
+            party.service_media = False
         if conn is None or conn.state == ConnState.NULL:
             return
         was_conference = sum(c.state != ConnState.NULL and self.devices[d].channel is not None
