@@ -380,6 +380,10 @@ class CarddLink:
 
 def failure_event(cmd: cardd_pb2.Command, error: str) -> cardd_pb2.ChannelEvent | None:
     """What a failed command means to the call model (None: only worth a warning)."""
+    if cmd.WhichOneof("kind") == "play_prompt":
+        # A prompt cardd refused (a missing file, a channel gone) has ended, interrupted:
+        # whoever waits for its end (the IVR) goes on instead of waiting forever.
+        return _event(cmd.channel, prompt_done=cardd_pb2.PromptDone(interrupted=True))
     if cmd.WhichOneof("kind") not in LEG_COMMANDS:
         return None
     return _event(cmd.channel, cleared=cardd_pb2.Cleared(cause=CAUSE_TEMPORARY_FAILURE,

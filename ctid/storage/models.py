@@ -136,6 +136,24 @@ class QueueLog(Base):
     data: Mapped[dict] = mapped_column(Json, default=dict)
 
 
+class IvrNodeStats(Base):
+    """The IVR's per-node figures (ivr.stats.IvrStats.drain): one row per flow and node for
+    each period in which something happened there."""
+    __tablename__ = "ivr_node_stats"
+    __table_args__ = (sa.Index(None, "flow", "node", "time"), {"info": {"conflict_key": ("rid",)}})
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    rid: Mapped[str] = mapped_column(Rid, unique=True)
+    time: Mapped[float] = mapped_column(Timestamp, index=True)
+    flow: Mapped[str] = mapped_column(sa.Text)
+    node: Mapped[str] = mapped_column(sa.Text)
+    entries: Mapped[int] = mapped_column(sa.Integer, default=0)
+    exits: Mapped[dict] = mapped_column(Json, default=dict)        # exit name -> count
+    time_s: Mapped[float] = mapped_column(sa.Float, default=0.0)   # time callers spent there
+    abandons: Mapped[int] = mapped_column(sa.Integer, default=0)
+    events: Mapped[dict] = mapped_column(Json, default=dict)       # invalid, timeout... -> count
+
+
 metadata = Base.metadata
 
 
@@ -234,3 +252,4 @@ class TableKind(RecordKind):
 
 register_kind(TableKind(Audit.__table__))
 register_kind(TableKind(QueueLog.__table__))
+register_kind(TableKind(IvrNodeStats.__table__))
