@@ -401,21 +401,25 @@ class CtiClient:
             self._begun = True
             self._send_wants(stream.begin(self.clock()))
         deadline = self.clock() + timeout_ms / 1000
+        sub, dealer = self.sub, self.dealer
+        POLLIN, EVENTS, NOBLOCK = zmq.POLLIN, zmq.EVENTS, zmq.NOBLOCK
         while True:
             now = self.clock()
-            self._read_replies()
+            # Readiness by getsockopt(EVENTS), not by catching Again: far cheaper per message.
+            if dealer.get(EVENTS) & POLLIN:
+                self._read_replies()
             if self._pending_id in self._stash:
                 reply = self._stash.pop(self._pending_id)
                 self._pending_id = 0
                 self._send_wants(stream.on_reply(reply, now, out))
-            for _ in range(max_messages):
-                try:
-                    topic, data = self.sub.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                except ValueError:          # not two frames
+            n = 0
+            while n < max_messages and sub.get(EVENTS) & POLLIN:
+                n += 1
+                frames = sub.recv_multipart(NOBLOCK)
+                if len(frames) != 2:
                     self.malformed += 1
                     continue
+                topic, data = frames
                 if topic == EVENTS_TOPIC:
                     batch = cti_pb2.EventBatch()
                     try:
@@ -423,7 +427,9 @@ class CtiClient:
                     except (DecodeError, ValueError):
                         self.malformed += 1
                         continue
-                    self._send_wants(stream.on_batch(batch.events, now, out))
+                    wants = stream.on_batch(batch.events, now, out)
+                    if wants:
+                        self._send_wants(wants)
                 elif topic == HEARTBEAT_TOPIC:
                     hb = cti_pb2.Event()
                     try:
