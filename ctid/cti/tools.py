@@ -161,6 +161,7 @@ def cmd_check_config(args) -> int:
             problems.append(str(e))
         if not cfg.cti.keys:
             problems.append(f"{path}: cti.keys: server_key is set but no client keys file")
+    problems += _check_ivr(cfg, path)
     if problems:
         for p in problems:
             print(p, file=sys.stderr)
@@ -169,6 +170,24 @@ def cmd_check_config(args) -> int:
           f"{len(cfg.trunk_groups)} trunk groups, {len(cfg.routes)} routes, "
           f"{len(cfg.calendars)} calendars; CTI security {'CURVE' if cfg.cti.server_key else 'OFF'})")
     return 0
+
+
+def _check_ivr(cfg, path: str) -> list[str]:
+    """The IVR flows [ivr] names (file:line: node: problem) and the flows routes name."""
+    targets = sorted({t.partition(":")[2] for r in cfg.routes for t in (r.to, r.closed_to)
+                      if t.startswith("ivr:")})
+    if cfg.ivr is None:
+        return [f"{path}: route to ivr:{t}: there is no [ivr] section" for t in targets]
+    from ivr.validate import check_paths, load_checked
+    problems = check_paths(cfg.ivr["flows"])
+    if problems:
+        return problems
+    flows = load_checked(cfg.ivr["flows"])
+    problems = [f"{path}: route to ivr:{t}: no flow named {t!r} in {', '.join(cfg.ivr['flows'])}"
+                for t in targets if t not in flows]
+    if not problems:
+        print(f"IVR: ok ({len(flows.flows)} flows from {', '.join(cfg.ivr['flows'])})")
+    return problems
 
 
 def _keygen_args(p: argparse.ArgumentParser) -> None:

@@ -83,14 +83,14 @@ def test_shipped_config_matches_cardd_channels():
     ("8001", at(2026, 11, 23, 10), "extension", "ext:8001", "8001"),
     ("8004", at(2026, 11, 21, 3), "extension", "ext:8004", "8004"),          # any time
     ("913812345678", at(2026, 11, 23, 10), "extension", "trunk:co", "13812345678"),
-    ("12345", at(2026, 11, 23, 10), "trunk", "ext:8001", "12345"),           # Monday, open
+    ("12345", at(2026, 11, 23, 10), "trunk", "ivr:gov12345", "12345"),           # Monday, open
     ("12345", at(2026, 11, 23, 8, 29), "trunk", "ext:8002", "12345"),        # before opening
     ("12345", at(2026, 11, 23, 17, 30), "trunk", "ext:8002", "12345"),       # at closing
     ("12345", at(2026, 11, 21, 10), "trunk", "ext:8002", "12345"),           # a plain Saturday
     ("12345", at(2026, 10, 5, 10), "trunk", "ext:8002", "12345"),            # National Day (Monday)
     ("12345", at(2026, 2, 16, 10), "trunk", "ext:8002", "12345"),            # Spring Festival
-    ("12345", at(2026, 10, 10, 10), "trunk", "ext:8001", "12345"),           # Saturday worked
-    ("12345", at(2026, 2, 14, 9), "trunk", "ext:8001", "12345"),             # Saturday worked
+    ("12345", at(2026, 10, 10, 10), "trunk", "ivr:gov12345", "12345"),           # Saturday worked
+    ("12345", at(2026, 2, 14, 9), "trunk", "ivr:gov12345", "12345"),             # Saturday worked
     ("12345", at(2026, 9, 20, 18), "trunk", "ext:8002", "12345"),            # Sunday worked, evening
 ])
 def test_shipped_dialplan_routes(digits, when, source, target, number):
