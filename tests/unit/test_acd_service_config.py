@@ -157,4 +157,5 @@ def test_the_example_configuration_has_the_hotline_queue(tmp_path):
     seats = {a.id: a.extension for a in cfg.agents}
     assert seats["1001"] == "8001" and seats["1002"] == "8002"
     assert any(a.supervisor for a in cfg.agents)
-    assert any(r.match == "12345" and r.to == "queue:hotline" for r in cfg.routes)
+    # 12345 reaches the agents through the IVR (etc/ivr/gov12345.yaml queues the caller)
+    assert any(r.match == "12345" and r.to == "ivr:gov12345" for r in cfg.routes)
