@@ -183,12 +183,12 @@ def _check_rate(rate: int) -> None:
                          f"(resample the audio first)")
 
 
-def _argmax4(a, b, c, d):
-    """Index (0..3) and value of the largest of four arrays, elementwise."""
-    ab, cd = np.maximum(a, b), np.maximum(c, d)
-    second = cd > ab
-    idx = np.where(second, 2 + (d > c), (b > a).astype(np.intp))
-    return idx, np.maximum(ab, cd)
+def _index_of(grp: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Which of the four (axis 1 of `grp`) holds `peak`, as uint8 (ties: the last one)."""
+    u8 = np.uint8
+    idx = (grp[:, 1] == peak).view(u8) + (grp[:, 2] == peak).view(u8) * u8(2)
+    idx = np.maximum(idx, (grp[:, 3] == peak).view(u8) * u8(3))
+    return np.minimum(idx, u8(3), out=idx)
 
 
 def _dirichlet_mean(theta: np.ndarray, n: int) -> np.ndarray:
@@ -375,14 +375,16 @@ class DtmfDetector:
         pw = np.square(yy.real, order="C")
         pw += np.square(yy.imag, order="C")                       # |Y|^2 (9, hops, n)
         grp = pw[:8].reshape(2, 4, hops, n)
-        idx, peak = _argmax4(grp[:, 0], grp[:, 1], grp[:, 2], grp[:, 3])   # (2, hops, n)
+        peak = grp.max(axis=1)                                    # (2, hops, n)
+        idx = _index_of(grp, peak)
         okg = grp.sum(axis=1) <= self._peak_sum * peak            # one clear peak per group
         # Tone frequency from the phase turn since the previous window (5 ms earlier).
         bins = idx + self._group_base                             # 0..3 low, 4..7 high
         at = self._flat_index(hops, n, k) + bins
         yf = y.reshape(-1)
         cur = yf[at + n * k]
-        dev = np.angle(cur * np.conj(yf[at])).astype(np.float32)
+        turn = cur * np.conj(yf[at])
+        dev = np.arctan2(turn.imag, turn.real)
         dev *= self._phase_to_hz
         okg &= np.abs(dev) <= self._tol_hz[bins]
         # Amplitudes corrected for the bin loss at the measured offset (a table over the
@@ -475,8 +477,8 @@ class DtmfDetector:
         vectorised block step; the rare rows with two keys in one block take hop steps.
         """
         hops = self._hops
-        col = np.arange(rows.size)
         f = hit.argmax(axis=0)                           # first hit (0 if none)
+        col = np.arange(rows.size)
         kf = key[f, col]
         mixed = (hit & (key != kf)).any(axis=0)
         if mixed.any() or hops >= self.params.end_gap_hops:
@@ -490,17 +492,16 @@ class DtmfDetector:
             rows, hit, key, amp = rows[keep], hit[:, keep], key[:, keep], amp[:, keep]
             f, kf = f[keep], kf[keep]
             col = np.arange(rows.size)
-        p = self.params
-        n = self._n
         st = self._state[:, rows]
         cur, gap, bad = st[self.CUR], st[self.GAP], st[self.BAD]
         down = self.keydown[rows]
         nh = hit.sum(axis=0)
-        any_hit = nh > 0
-        last = hops - 1 - hit[::-1].argmax(axis=0)       # last hit
-        # 1. The tracked key ends: its gap runs out before any hit, or another key hits.
-        e_gap = (p.end_gap_hops - 1) - gap               # hop at which the gap runs out
-        ended = (cur >= 0) & (((e_gap < hops) & (~any_hit | (e_gap < f)))
+        none = nh == 0
+        any_hit = ~none
+        # 1. The tracked key ends: its gap runs out before this block's first hit (or at
+        #    all, without hits), or another key hits.
+        until = f + 1 + (hops - 1) * none                 # windows up to the first hit
+        ended = (cur >= 0) & ((gap + until >= self.params.end_gap_hops)
                               | (any_hit & (kf != cur)))
         if ended.any():
             done = np.flatnonzero(ended & down)
@@ -508,31 +509,35 @@ class DtmfDetector:
                 self._emit(rows[done], st[:, done], events)
             cur[ended] = -1
             down &= ~ended
+        gap += hops
         if any_hit.any():
             # 2. A new key starts at its first hit; 3. the tracked key goes on.
             new = any_hit & (cur < 0)
-            a_top = np.where(hit, amp, 0.0).max(axis=0)
-            st[self.NHIT] = np.where(new, 0, st[self.NHIT]) + nh
-            st[self.AMAX] = np.where(new, a_top, np.maximum(st[self.AMAX], a_top))
+            old = ~new
+            back = hit[::-1].argmax(axis=0)                # windows after the last hit
+            st[self.NHIT] *= old
+            st[self.NHIT] += nh
+            st[self.AMAX] *= old
+            np.maximum(st[self.AMAX], (hit * amp).max(axis=0), out=st[self.AMAX])
             np.copyto(st[self.S_FIRST], t0 + SUB * (f - SPAN + 1), where=new)
             np.copyto(st[self.A_FIRST], amp[f, col], where=new)
-            np.copyto(st[self.S_LAST], t0 + SUB * (last - SPAN + 1), where=any_hit)
-            np.copyto(st[self.A_LAST], amp[last, col], where=any_hit)
+            np.copyto(st[self.S_LAST], (t0 + SUB * (hops - SPAN)) - SUB * back, where=any_hit)
+            np.copyto(st[self.A_LAST], amp[hops - 1 - back, col], where=any_hit)
             np.copyto(cur, kf, where=new)
-            bad[new] = 0
-            gap[:] = np.where(any_hit, hops - 1 - last, gap + hops)
+            np.copyto(bad, 0.0, where=new)
+            np.copyto(gap, back, where=any_hit)
             down |= any_hit & (bad == 0) & self._long_enough(st)
-        else:
-            gap += hops
         self._state[:, rows] = st
         self.keydown[rows] = down
 
     def _long_enough(self, st: np.ndarray) -> np.ndarray:
-        """Enough hits, and the tone estimated from its edge windows long enough."""
-        n, amax = self._n, st[self.AMAX]
-        start = st[self.S_FIRST] + n * (1.0 - np.minimum(1.0, st[self.A_FIRST] / amax))
-        end = st[self.S_LAST] + n * np.minimum(1.0, st[self.A_LAST] / amax)
-        return (st[self.NHIT] >= self.params.min_hits) & (end - start >= self._min_len)
+        """Enough hits, and the tone estimated from its edge windows long enough: an edge
+        window measures the share of it the tone covers (first and last hits are at most
+        the peak, so the shares are at most 1)."""
+        n = self._n
+        span = st[self.S_LAST] - st[self.S_FIRST]
+        span += (st[self.A_FIRST] + st[self.A_LAST]) * (n / st[self.AMAX])
+        return (st[self.NHIT] >= self.params.min_hits) & (span >= self._min_len + n)
 
     def _track_hops(self, rows, hit, key, amp, t0, events) -> None:
         """The same state machine, one window at a time (rows with two keys in a block)."""
@@ -574,9 +579,8 @@ class DtmfDetector:
     def _emit(self, rows, st, events) -> None:
         # An edge window covering a share c of the tone measures c times its amplitude.
         n, amax = self._n, st[self.AMAX]
-        start = np.rint(st[self.S_FIRST]
-                        + n * (1.0 - np.minimum(1.0, st[self.A_FIRST] / amax)))
-        end = np.rint(st[self.S_LAST] + n * np.minimum(1.0, st[self.A_LAST] / amax))
+        start = np.rint(st[self.S_FIRST] + n * (1.0 - st[self.A_FIRST] / amax))
+        end = np.rint(st[self.S_LAST] + n * (st[self.A_LAST] / amax))
         for r, k, s0, du in zip(rows.tolist(), st[self.CUR].astype(int).tolist(),
                                 start.astype(np.int64).tolist(),
                                 np.maximum(end - start, 0).astype(np.int64).tolist()):
