@@ -376,17 +376,54 @@ class PriExchange:
 
 # ---- on the virtual cards ----------------------------------------------------------------
 class PriBearer(Actor):
-    """The far end's audio on one B-channel: tones, speech, and the digits it hears."""
+    """The far end's audio on one B-channel: tones, speech, and the digits it hears; DTMF
+    keyed into the channel (a caller in an IVR), and a capture of the audio the host sent
+    (law-coded, as it came off the wire) for checks against prompt files."""
     kind = "pri_bearer"
+    CAPTURE_MAX_S = 300.0           # a capture keeps the last five minutes
 
     def __init__(self, world, port, timeslot: int):
         super().__init__(world, port)
         self.timeslot = timeslot
         self.playing = "quiet"
         self.digits = ""
+        self.quiet_caller = False       # an IVR caller listens: no talk when answered
+        self.capturing = False
+        self._heard: list = []
         self._talk = None
 
+    # ---- a caller's keys and ears -------------------------------------------------------------
+    def send_digits(self, digits: str) -> None:
+        """Key DTMF into the B-channel (100 ms tone, 100 ms gap each), as a caller's phone
+        does through the exchange; bad digits raise ActorError."""
+        from drivers.media.engine import MediaError
+        try:
+            self.engine.send_dtmf(self.row, digits, tag="keys")
+        except MediaError as e:
+            raise ActorError(str(e)) from None
+        self.note(f"keyed {digits}")
+
+    def start_capture(self) -> None:
+        """Forget what was heard so far and record what the host sends from now on."""
+        self._heard = []
+        self.capturing = True
+
+    def heard_codes(self):
+        """What the host sent since start_capture, law-coded uint8 (1-D)."""
+        import numpy as np
+        if not self._heard:
+            return np.zeros(0, dtype=np.uint8)
+        return np.concatenate(self._heard)
+
+    def after_media(self, tick: int) -> None:
+        if self.capturing:
+            self._heard.append(self.world.cards.from_host(self.channel).copy())
+            if len(self._heard) > self.CAPTURE_MAX_S / self.world.tick_s:
+                del self._heard[:len(self._heard) // 10]
+
     def play(self, what: str) -> None:
+        if what == "talk" and self.quiet_caller:
+            what = "quiet"
         if what == self.playing:
             return
         self.playing = what
@@ -572,6 +609,25 @@ class PriCentralOffice:
             raise ActorError(f"corrupt mode must be garbage, truncate or flip, not {mode!r}")
         self._corrupt.extend([mode] * frames)
 
+    def dtmf(self, channel: int, digits: str) -> None:
+        """The caller on `channel` keys `digits` (DTMF in the B-channel)."""
+        self._bearer(channel, "dtmf").send_digits(digits)
+
+    def listen(self, channel: int = 0, quiet: bool = True) -> None:
+        """Callers on `channel` (0: every B-channel) capture what they hear from now on,
+        and (quiet) say nothing when answered, as callers in an IVR do."""
+        bearers = [self._bearer(channel, "listen")] if channel else list(self.bearers.values())
+        for b in bearers:
+            b.quiet_caller = quiet
+            b.start_capture()
+
+    def _bearer(self, channel: int, what: str) -> PriBearer:
+        bearer = self.bearers.get(self.timeslot_of.get(channel, -1))
+        if bearer is None:
+            raise ActorError(f"{what}: channel {channel} is not on span {self.span} "
+                             f"(channels {min(self.timeslot_of)}-{max(self.timeslot_of)})")
+        return bearer
+
     def restart(self, channel: int = 0) -> None:
         if channel and channel not in self.timeslot_of:
             raise ActorError(f"restart: channel {channel} is not on span {self.span}")
@@ -606,6 +662,14 @@ class PriCentralOffice:
     def _check_heard(self, channel: int, digits: str) -> bool:
         bearer = self.bearers.get(self.timeslot_of.get(channel))
         return bearer is not None and bearer.digits.endswith(digits)
+
+    def _check_heard_prompt(self, channel: int, text: str = "", file: str = "", lang: str = "zh",
+                            tts_cache: str = "run/tts-cache", tolerance: float = 0.02) -> bool:
+        from simulators.prompt_match import expected_codes, find_prompt
+        want = expected_codes(text=text, file=file, lang=lang, tts_cache=tts_cache,
+                              law=self.cards.law)
+        return find_prompt(self._bearer(channel, "heard_prompt").heard_codes(), want,
+                           tolerance) >= 0
 
     def _cleared(self, cause: int = 0) -> int:
         return sum(1 for c in self.co.calls if c.state == "done"
@@ -684,6 +748,8 @@ PRI_ACTIONS: dict[str, dict[str, tuple]] = {
     "garble": {"frames": (int, 10), "mode": (str, "garbage")},
     "corrupt": {"frames": (int, 1), "mode": (str, "truncate")},
     "restart": {"channel": (int, 0)},
+    "dtmf": {"channel": (int, REQUIRED), "digits": (str, REQUIRED)},
+    "listen": {"channel": (int, 0), "quiet": (bool, True)},
 }
 PRI_CHECKS: dict[str, dict[str, tuple]] = {
     "dchannel_up": {}, "dchannel_down": {}, "idle": {},
@@ -691,6 +757,9 @@ PRI_CHECKS: dict[str, dict[str, tuple]] = {
     "cleared": {"count": (int, 1), "cause": (int, 0)},
     "calls_from_host": {"count": (int, 1)},
     "heard": {"channel": (int, REQUIRED), "digits": (str, REQUIRED)},
+    "heard_prompt": {"channel": (int, REQUIRED), "text": (str, ""), "file": (str, ""),
+                     "lang": (str, "zh"), "tts_cache": (str, "run/tts-cache"),
+                     "tolerance": (float, 0.02)},
 }
 PRI_FINAL_CHECKS = {"answered": int, "cleared": int, "calls_from_host": int,
                     "rejected_by_host": int, "restarts": int}
