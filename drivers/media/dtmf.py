@@ -233,6 +233,7 @@ class DtmfDetector:
         self._ratio = np.float32(p.min_energy_ratio)
         self._phase_to_hz = np.float32(rate / (2 * np.pi * SUB))
         self._min_len = np.float32(p.min_tone_ms * rate / 1000)
+        self._edge_slack = max(0.0, (SUB - (1.0 - p.min_energy_ratio) * n) / 2)
         # Gate, on each block's last window: a key up to 2 % off frequency still passes.
         loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), n, rate))
         self._gate_level = np.float32((amin * n / 2 * loss) ** 2)
@@ -578,9 +579,11 @@ class DtmfDetector:
 
     def _emit(self, rows, st, events) -> None:
         # An edge window covering a share c of the tone measures c times its amplitude.
-        n, amax = self._n, st[self.AMAX]
-        start = np.rint(st[self.S_FIRST] + n * (1.0 - st[self.A_FIRST] / amax))
-        end = np.rint(st[self.S_LAST] + n * (st[self.A_LAST] / amax))
+        # Windows the tone covers less than about min_energy_ratio are no hits, so the
+        # true edge lies up to a hop beyond that share: half of it is added back.
+        n, amax, slack = self._n, st[self.AMAX], self._edge_slack
+        start = np.rint(st[self.S_FIRST] + n * (1.0 - st[self.A_FIRST] / amax) - slack)
+        end = np.rint(st[self.S_LAST] + n * (st[self.A_LAST] / amax) + slack)
         for r, k, s0, du in zip(rows.tolist(), st[self.CUR].astype(int).tolist(),
                                 start.astype(np.int64).tolist(),
                                 np.maximum(end - start, 0).astype(np.int64).tolist()):
