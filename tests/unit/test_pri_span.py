@@ -576,3 +576,15 @@ def test_thirty_simultaneous_calls(pair):
     p.seconds(1)
     assert p.all_idle() and p.span.link.active_calls() == 0 and p.co.link.active_calls() == 0
     assert len(set(p.call_ids)) == 0
+
+
+def test_call_answered_after_a_long_ring_stays_up(pair):
+    """libpri's timers count from the span's clock: a CONNECT sent after a long quiet spell
+    must not find T313 already run out (the call would be cleared at once)."""
+    p = pair
+    c = p.co.place("8001", "1", channel=1)
+    p.seconds(8)
+    p.cmd(CH[1], "answer")
+    p.seconds(15)
+    assert c.state == "connected" and p.span.lines[CH[1]].state == PriState.CONNECTED
+    assert not p.emitted(ev.Cleared)

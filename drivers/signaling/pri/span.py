@@ -760,11 +760,10 @@ class PriSpan:
         return changes
 
     def _timers(self, tick: int) -> list:
+        # The link's clock must be the tick's time before anything calls into libpri:
+        # the timers it starts (T313 after CONNECT, T200 after a frame...) count from it.
         now = self.now(tick)
-        if now < self.link.now:
-            return []
-        due = self.link.next_timer()
-        if due is None or due > now:
+        if now <= self.link.now:
             return []
         return self.link.run_timers(now)
 
