@@ -8,6 +8,14 @@ row (the blocking read is the clock); channels refused with ELAST have their eve
 with DAHDI_GETEVENT and their block written/read again. Span alarms come from
 DAHDI_SPANSTAT, polled at most once a second (counted in ticks).
 
+D-channels (PRI spans): the span's timeslot 16 channel, opened non-blocking and checked to
+be HDLC-signalled (dchan= in system.conf). DAHDI hands over one whole frame per read with
+its 2 FCS bytes after it, and wants 2 spare bytes after each frame written (it computes
+the FCS there): exchange() reads every waiting frame after the audio (TickIn.dframes,
+FCS removed), send_dframe() writes one. The D-channel's number is the span's first
+bearer channel + 15 (DAHDI numbers an E1 span's 31 timeslots contiguously), or given by
+the `dchannels` option {span: channel}.
+
 All system calls go through drivers.native.dahdi's seam. With `emulation` set they go to
 ctisim's DAHDI emulation instead of the kernel: an endpoint string (ZeroMQ REQ) or, in
 tests, an object with call(SyscallRequest) -> SyscallReply. The seam is process-wide: one
@@ -43,6 +51,16 @@ _SPECIFY_ERRORS = {errno.EINVAL: "DAHDI has no such channel",
                    errno.ENXIO: "the channel is not configured in DAHDI (system.conf)",
                    errno.EBUSY: "the channel is already open by another program"}
 _RETRY_ROUNDS = 4            # event fetch + retry rounds per tick before giving a row up
+HDLC_SIGNALLING = frozenset({D.DAHDI_SIG_HARDHDLC, D.DAHDI_SIG_HDLCFCS, D.DAHDI_SIG_HDLCNET})
+DFRAME_MAX = 1024            # a Q.921 frame is at most 260 octets; DAHDI's default buffer
+DFRAME_NUMBUFS = 16
+_DFRAMES_PER_TICK = 64       # frames read from one D-channel per tick, at most
+_PRI_SIGNALING = ("pri_cpe", "pri_net")
+
+
+def _span_signaling(item) -> str:
+    get = item.get if isinstance(item, Mapping) else (lambda k, d=None: getattr(item, k, d))
+    return str(get("signaling", "") or "")
 
 
 def _coerce_port(item) -> PortInfo:
@@ -114,7 +132,8 @@ class DahdiBackend(Backend):
 
     def __init__(self, channels=None, spans=None, block: int = 160, law: str = "alaw",
                  emulation=None, *, device: str = D.DEVICE, numbufs: int = 4,
-                 timeout_s: float = 5.0, alarm_poll_ticks: int | None = None):
+                 timeout_s: float = 5.0, alarm_poll_ticks: int | None = None,
+                 dchannels: Mapping[int, int] | None = None):
         if channels is not None and not isinstance(channels, (list, tuple)):
             config = channels
             channels = getattr(config, "ports", None) or getattr(config, "channels", None)
@@ -128,6 +147,7 @@ class DahdiBackend(Backend):
                 raise BackendError(f"channel {p.channel} is configured twice")
             seen.add(p.channel)
         self.span_config = {s.span: s for s in (_coerce_span(x) for x in (spans or []))}
+        self.dchannels = self._dchannel_numbers(spans or [], dchannels or {})
         if not 16 <= int(block) <= D.DAHDI_MAX_BLOCKSIZE:
             raise BackendError(f"block {block} out of range 16..{D.DAHDI_MAX_BLOCKSIZE}")
         self.block = int(block)
@@ -154,6 +174,9 @@ class DahdiBackend(Backend):
         self._client = None
         self._faults: dict[tuple[int, int], int] = {}     # (channel, status) -> count
         self._inventory: Inventory | None = None
+        self._dfd: dict[int, int] = {}                     # span -> D-channel fd
+        self._span_stats: dict[int, D.SpanStatus] = {}
+        self.dframe_errors: dict[int, int] = {}            # span -> bad FCS, aborts, overruns
 
     # ---- Backend ------------------------------------------------------------------------
     def open(self) -> Inventory:
@@ -163,6 +186,8 @@ class DahdiBackend(Backend):
         try:
             for port in self.ports:
                 self._open_channel(port)
+            for span, channel in self.dchannels.items():
+                self._open_dchannel(span, channel)
             spans = self._read_spans()
             # Start every channel's audio from the same block: drop what queued up while
             # the channels were being opened one by one.
@@ -201,7 +226,8 @@ class DahdiBackend(Backend):
             if self._ticks_since_poll >= self.alarm_poll_ticks:
                 self._ticks_since_poll = 0
                 self._poll_span_alarms(events)
-        return TickIn(tick=self.tick, rx=rx, events=events, cas=cas)
+            dframes = self._read_dframes() if self._dfd else []
+        return TickIn(tick=self.tick, rx=rx, events=events, cas=cas, dframes=dframes)
 
     def hook(self, channel: int, op: HookOp) -> None:
         fd = self._channel_fd(channel, "hook")
@@ -229,6 +255,36 @@ class DahdiBackend(Backend):
 
     def span_alarms(self, span: int) -> int:
         return self._span_alarms.get(span, 0)
+
+    def send_dframe(self, span: int, frame: bytes) -> None:
+        fd = self._dfd.get(span)
+        if fd is None:
+            raise BackendError(f"span {span} has no D-channel open "
+                               f"(D-channels: {sorted(self._dfd) or 'none'})")
+        frame = bytes(frame)
+        if not 3 <= len(frame) <= DFRAME_MAX - 2:
+            raise BackendError(f"span {span}: a D-channel frame is 3..{DFRAME_MAX - 2} bytes, "
+                               f"not {len(frame)}")
+        with self._seam_errors():
+            for _ in range(2):
+                try:
+                    D.write(fd, frame + b"\0\0")     # DAHDI puts the FCS in the 2 spare bytes
+                    return
+                except D.DahdiError as exc:
+                    if exc.errno == D.ELAST:          # an event first (alarm, bad FCS)
+                        self._dchannel_events(span, fd)
+                        continue
+                    raise BackendError(f"span {span}: D-channel write failed: "
+                                       f"{exc.strerror}") from None
+            raise BackendError(f"span {span}: D-channel write refused (events pending)")
+
+    def span_counters(self, span: int) -> dict[int, int]:
+        """Error counters from the last DAHDI_SPANSTAT (running totals)."""
+        st = self._span_stats.get(span)
+        if st is None:
+            return {}
+        return {"crc4_errors": st.crc4count, "bpv_errors": st.bpvcount,
+                "frame_errors": self.dframe_errors.get(span, 0)}
 
     def channel_params(self, channel: int) -> D.ChannelParams:
         """DAHDI_GET_PARAMS now (hook state, alarms, law, signalling)."""
@@ -294,6 +350,89 @@ class DahdiBackend(Backend):
         self._check_params(port, params)
         self.params[ch] = params
         self._span_fd.setdefault(port.span, fd)
+
+    def _dchannel_numbers(self, spans, given: Mapping[int, int]) -> dict[int, int]:
+        """span -> D-channel number, for every PRI span."""
+        out = {int(k): int(v) for k, v in given.items()}
+        numbers = {p.channel for p in self.ports}
+        for item in spans:
+            if _span_signaling(item) not in _PRI_SIGNALING:
+                continue
+            span = _coerce_span(item).span
+            if span in out:
+                continue
+            bearers = sorted(p.channel for p in self.ports if p.span == span)
+            if not bearers:
+                continue
+            dchan = bearers[0] + 15
+            if dchan in numbers:
+                raise BackendError(
+                    f"span {span}: its D-channel would be channel {dchan} (first channel + "
+                    f"15, DAHDI's numbering), but that number is a bearer channel; number the "
+                    f"span's channels as DAHDI does (channels = \"{bearers[0]}-{bearers[0] + 14},"
+                    f"{bearers[0] + 16}-{bearers[0] + 30}\") or give dchannels")
+            out[span] = dchan
+        return out
+
+    def _open_dchannel(self, span: int, channel: int) -> None:
+        import os
+        with self._seam_errors():
+            try:
+                fd = D.open_file(self.device, os.O_RDWR | os.O_NONBLOCK)
+            except D.DahdiError as exc:
+                raise BackendError(f"span {span} D-channel {channel}: cannot open "
+                                   f"{self.device}: {exc.strerror}") from None
+            self._dfd[span] = fd
+            try:
+                D.specify(fd, channel)
+            except D.DahdiError as exc:
+                raise BackendError(f"span {span} D-channel {channel}: DAHDI_SPECIFY failed: "
+                                   f"{_SPECIFY_ERRORS.get(exc.errno, exc.strerror)}") from None
+            try:
+                D.set_bufinfo(fd, D.BufferInfo(txbufpolicy=D.DAHDI_POLICY_IMMEDIATE,
+                                               rxbufpolicy=D.DAHDI_POLICY_IMMEDIATE,
+                                               numbufs=DFRAME_NUMBUFS, bufsize=DFRAME_MAX))
+                params = D.get_params(fd)
+            except D.DahdiError as exc:
+                raise BackendError(f"span {span} D-channel {channel}: {exc}") from None
+        if params.sigtype not in HDLC_SIGNALLING:
+            raise BackendError(f"span {span}: channel {channel} should be its D-channel "
+                               f"(HDLC: dchan= in system.conf), but DAHDI signals it as "
+                               f"{D.sig_name(params.sigtype)}")
+        if params.spanno != span:
+            raise BackendError(f"span {span}: D-channel {channel} is on span {params.spanno} "
+                               f"in DAHDI")
+        self.params[channel] = params
+
+    def _read_dframes(self) -> list[tuple[int, bytes]]:
+        out = []
+        for span, fd in self._dfd.items():
+            for _ in range(_DFRAMES_PER_TICK):
+                try:
+                    data = D.read(fd, DFRAME_MAX)
+                except D.DahdiError as exc:
+                    if exc.errno == D.ELAST:
+                        self._dchannel_events(span, fd)
+                        continue
+                    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        log.warning("span %d: D-channel read failed: %s", span, exc.strerror)
+                    break
+                if len(data) > 2:
+                    out.append((span, data[:-2]))       # the 2 FCS bytes DAHDI leaves on
+        return out
+
+    def _dchannel_events(self, span: int, fd: int) -> None:
+        """Events on a D-channel: bad frames are counted; alarms come with SPANSTAT."""
+        for _ in range(64):
+            try:
+                code = D.get_event(fd)
+            except D.DahdiError as exc:
+                log.warning("span %d: D-channel DAHDI_GETEVENT failed: %s", span, exc)
+                return
+            if code == D.DAHDI_EVENT_NONE:
+                return
+            if code in (D.DAHDI_EVENT_BADFCS, D.DAHDI_EVENT_ABORT, D.DAHDI_EVENT_OVERRUN):
+                self.dframe_errors[span] = self.dframe_errors.get(span, 0) + 1
 
     def _check_params(self, port: PortInfo, params: D.ChannelParams) -> None:
         ch = port.channel
@@ -416,10 +555,12 @@ class DahdiBackend(Backend):
     def _poll_span_alarms(self, events) -> None:
         for span, fd in self._span_fd.items():
             try:
-                alarms = D.span_status(fd, span).alarms
+                st = D.span_status(fd, span)
             except D.DahdiError as exc:
                 log.warning("span %d: DAHDI_SPANSTAT failed: %s", span, exc)
                 continue
+            self._span_stats[span] = st
+            alarms = st.alarms
             if alarms != self._span_alarms.get(span, 0):
                 self._span_alarms[span] = alarms
                 events.append(ChannelEvent(channel=0, span=span, value=alarms,
@@ -439,12 +580,13 @@ class DahdiBackend(Backend):
         return _SeamErrors(self)
 
     def _release(self) -> None:
-        for fd in self._fds:
+        for fd in [*self._fds, *self._dfd.values()]:
             try:
                 D.close(fd)
             except (D.DahdiError, D.SeamError) as exc:
                 log.debug("close fd %d: %s", fd, exc)
         self._fds.clear()
+        self._dfd.clear()
         self._fd_of.clear()
         self._span_fd.clear()
         self._fd_array = np.zeros(0, dtype=np.int32)
