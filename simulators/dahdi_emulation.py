@@ -15,6 +15,11 @@ bytes of the header's structs, and are answered as the kernel driver would answe
   on a channel, read and write fail with ELAST, as DAHDI's do.
 - A span alarm change reaches every open channel of the span as DAHDI_EVENT_ALARM or
   DAHDI_EVENT_NOALARM (as dahdi_alarm_notify does), and SPANSTAT reports the alarm bits.
+- An E1 span's D-channel (timeslot 16: the span's first channel + 15, when no port has
+  that number) is an HDLC channel: each read gives one frame the cards sent
+  (cards.send_dframe) with 2 FCS bytes after it, each write is one frame with 2 spare
+  bytes after it, handed to cards.host_dframe; reads on a non-blocking file with nothing
+  waiting fail with EAGAIN. Frames for a span whose D-channel is not open are dropped.
 
 `DahdiEmulation` is the functional core (no sockets, no clock). `DahdiEmulationFrontend`
 serves it over a ZeroMQ ROUTER socket for a cardd in another thread or process and keeps
@@ -44,6 +49,7 @@ MAX_EVENTS = 64          # DAHDI keeps this many events per channel (DAHDI_MAX_E
 MAX_NUM_BUFS = 32        # DAHDI_SET_BUFINFO accepts 2..32 buffers
 CAS_IDLE = 0b1001        # ABCD idle pattern of an E1 CAS timeslot
 _HOOK_OPS = frozenset(int(op) for op in HookOp)
+DFRAME_QUEUE = 64         # frames a D-channel holds for its reader (numbufs)
 
 _DEFAULT_SIGTYPE = {
     PortKind.FXS: D.DAHDI_SIG_FXOKS,   # our port feeds a phone: FXO signalling in DAHDI
@@ -89,6 +95,19 @@ class _Channel:
         return max(self.numbufs, 2) * max(self.blocksize, tick_block)
 
 
+@dataclasses.dataclass
+class _DChannel:
+    """The kernel-side state of an open D-channel (HDLC, with FCS)."""
+    channel: int
+    span: int
+    fd: int
+    numbufs: int = 16
+    bufsize: int = 1024
+    frames: collections.deque = dataclasses.field(default_factory=collections.deque)
+    events: collections.deque = dataclasses.field(default_factory=collections.deque)
+    overruns: int = 0
+
+
 class DahdiEmulation:
     """Answers SyscallRequests from the state of `cards`.
 
@@ -107,6 +126,8 @@ class DahdiEmulation:
         self.sigtypes.update(sigtypes or {})
         self.files: dict[int, _File] = {}
         self.channels: dict[int, _Channel] = {}
+        self.dchannels: dict[int, _DChannel] = {}          # channel number -> open D-channel
+        self.dchannel_numbers = self._dchannel_numbers()   # channel number -> span
         self._next_fd = 1000
         self._parked: list[tuple[object, SyscallRequest]] = []
         self.tick_open = False        # a tick was delivered and is not finished yet
@@ -146,6 +167,7 @@ class DahdiEmulation:
             self.finish_tick()
         self.tick_open = True
         self.route_events()
+        self._route_dframes()
         rows = self.cards.host_rx()
         for ch in self.channels.values():
             row = rows[ch.port.row]
@@ -258,10 +280,15 @@ class DahdiEmulation:
             raise _Errno(errno.EFAULT)
         if f.channel is None and req.arg != D.DAHDI_SPECIFY:
             raise _Errno(errno.ENOSYS)     # an unbound channel file knows only SPECIFY
+        if self._dchan(f.fd) is not None:
+            out = self._dchan_ioctl(f, req.arg, req.data)
+            return SyscallReply(0, 0, out if out is not None else req.data)
         out = handler(f, req.data)
         return SyscallReply(0, 0, out if out is not None else req.data)
 
     def _sys_read(self, req: SyscallRequest) -> SyscallReply | None:
+        if self._dchan(req.fd) is not None:
+            return self._dchan_read(req)
         ch = self._bound(req.fd)
         if ch.events:
             raise _Errno(D.ELAST)
@@ -274,6 +301,8 @@ class DahdiEmulation:
         return SyscallReply(min(req.arg, len(block)), 0, block[:req.arg])
 
     def _sys_write(self, req: SyscallRequest) -> SyscallReply:
+        if self._dchan(req.fd) is not None:
+            return self._dchan_write(req)
         ch = self._bound(req.fd)
         if not req.data:
             raise _Errno(errno.EINVAL)
@@ -294,6 +323,10 @@ class DahdiEmulation:
                 continue
             ch = self.channels.get(f.channel) if f.channel is not None else None
             r = 0
+            d = self.dchannels.get(f.channel) if f.channel is not None else None
+            if d is not None and d.fd == fd:
+                r = select.POLLPRI if d.events else (select.POLLIN if d.frames else 0)
+                r |= select.POLLOUT
             if ch is not None:
                 if ch.events:
                     r |= select.POLLPRI
@@ -313,6 +346,13 @@ class DahdiEmulation:
             raise _Errno(errno.EINVAL)
         channel = _int(data)
         port = self.cards.by_channel.get(channel)
+        if port is None and channel in self.dchannel_numbers:
+            if channel in self.dchannels:
+                raise _Errno(errno.EBUSY)
+            self.dchannels[channel] = _DChannel(channel=channel, fd=f.fd,
+                                                span=self.dchannel_numbers[channel])
+            f.channel = channel
+            return
         if port is None:
             raise _Errno(errno.EINVAL)
         if channel in self.channels:
@@ -454,6 +494,99 @@ class DahdiEmulation:
         f = self.files.pop(fd)
         if f.channel is not None:
             self.channels.pop(f.channel, None)
+            d = self.dchannels.get(f.channel)
+            if d is not None and d.fd == fd:
+                del self.dchannels[f.channel]
+
+    # ---- D-channels ---------------------------------------------------------------------
+    def _dchannel_numbers(self) -> dict[int, int]:
+        """channel number -> span for each E1 span's timeslot 16 (first channel + 15)."""
+        out = {}
+        for info in self.cards.inventory.spans:
+            if info.kind != "e1":
+                continue
+            chans = sorted(p.channel for p in self.cards.ports if p.info.span == info.span)
+            if chans and chans[0] + 15 not in self.cards.by_channel:
+                out[chans[0] + 15] = info.span
+        return out
+
+    def _dchan(self, fd: int) -> _DChannel | None:
+        f = self.files.get(fd)
+        if f is None or f.channel is None:
+            return None
+        d = self.dchannels.get(f.channel)
+        return d if d is not None and d.fd == fd else None
+
+    def _route_dframes(self) -> None:
+        by_span = {d.span: d for d in self.dchannels.values()}
+        for span, frame in self.cards.take_dframes_to_host():
+            d = by_span.get(span)
+            if d is None:
+                continue                   # nobody has the D-channel open: lost, as on a card
+            if len(d.frames) >= DFRAME_QUEUE:
+                d.overruns += 1
+                self._queue_d(d, D.DAHDI_EVENT_OVERRUN)
+                continue
+            d.frames.append(bytes(frame))
+
+    def _queue_d(self, d: _DChannel, code: int) -> None:
+        if len(d.events) < MAX_EVENTS:
+            d.events.append(code)
+
+    def _dchan_read(self, req: SyscallRequest) -> SyscallReply | None:
+        d = self._dchan(req.fd)
+        if d.events:
+            raise _Errno(D.ELAST)
+        if not d.frames:
+            if self.files[req.fd].flags & os.O_NONBLOCK:
+                raise _Errno(errno.EAGAIN)
+            return None
+        data = d.frames.popleft() + b"\xff\xff"     # the frame and its 2 FCS bytes
+        return SyscallReply(min(req.arg, len(data)), 0, data[:req.arg])
+
+    def _dchan_write(self, req: SyscallRequest) -> SyscallReply:
+        d = self._dchan(req.fd)
+        if d.events:
+            raise _Errno(D.ELAST)
+        if len(req.data) < 3 or len(req.data) > d.bufsize:
+            raise _Errno(errno.EINVAL)
+        self.cards.host_dframe(d.span, req.data[:-2])  # DAHDI fills the 2 spare bytes with FCS
+        return SyscallReply(len(req.data))
+
+    def _dchan_ioctl(self, f: _File, request: int, data: bytes) -> bytes | None:
+        d = self.dchannels[f.channel]
+        if request == D.DAHDI_GET_PARAMS:
+            alarms = self.cards.span_alarms.get(d.span, 0)
+            return dataclasses.replace(
+                D.ChannelParams.from_bytes(data), channo=d.channel, spanno=d.span, chanpos=16,
+                sigtype=D.DAHDI_SIG_HARDHDLC, sigcap=D.DAHDI_SIG_HARDHDLC,
+                curlaw=D.law_code(self.cards.law), name=f"HOTSIM/{d.span}/16",
+                chan_alarms=alarms).to_bytes()
+        if request == D.DAHDI_SET_BUFINFO:
+            info = D.BufferInfo.from_bytes(data)
+            if not 2 <= info.numbufs <= MAX_NUM_BUFS or not 16 <= info.bufsize <= 65536:
+                raise _Errno(errno.EINVAL)
+            d.numbufs, d.bufsize = info.numbufs, info.bufsize
+            return None
+        if request == D.DAHDI_GET_BUFINFO:
+            return D.BufferInfo(numbufs=d.numbufs, bufsize=d.bufsize,
+                                readbufs=len(d.frames)).to_bytes()
+        if request == D.DAHDI_GETEVENT:
+            return _pack(d.events.popleft() if d.events else D.DAHDI_EVENT_NONE)
+        if request == D.DAHDI_FLUSH:
+            what = _int(data)
+            if what & D.DAHDI_FLUSH_READ:
+                d.frames.clear()
+            if what & D.DAHDI_FLUSH_EVENT:
+                d.events.clear()
+            return None
+        if request == D.DAHDI_CHANNO:
+            return _pack(d.channel)
+        if request == D.DAHDI_SPANSTAT:
+            req = D.SpanStatus.from_bytes(data)
+            return self._spanstat(f, dataclasses.replace(req, spanno=req.spanno or d.span)
+                                  .to_bytes())
+        raise _Errno(errno.EINVAL)      # audio, hook and CAS requests mean nothing on HDLC
 
     def _route_event(self, ev) -> None:
         if ev.channel == 0:
@@ -467,6 +600,9 @@ class DahdiEmulation:
             for ch in self.channels.values():
                 if ch.port.info.span == ev.span:
                     self._queue(ch, code)
+            for d in self.dchannels.values():
+                if d.span == ev.span:
+                    self._queue_d(d, code)
             return
         ch = self.channels.get(ev.channel)
         if ch is None:
