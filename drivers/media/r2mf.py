@@ -2,8 +2,9 @@
 
 Each signal 1..15 is a pair of the six frequencies of its direction: forward (the calling
 side's register sends) 1380..1980 Hz, backward (the called side's) 1140..540 Hz, both
-spaced 120 Hz. The pair table below is Q.441's (weights 0, 1, 2, 4, 7, 11 summing to
-the signal number, 4 + 7 standing for 10).
+spaced 120 Hz. The pair table below is Q.441's: signals 1..10 combine the first five
+frequencies in the same order as the R1 code (1 = f0+f1, 2 = f0+f2, 3 = f1+f2, 4 = f0+f3,
+..., 10 = f3+f4) and 11..15 pair each of them with the sixth (11 = f0+f5 ... 15 = f4+f5).
 
 Detection reuses the DTMF detector's sliding DFT (``drivers.media.dtmf.WindowedDft``):
 5 ms hops over 25 ms windows. At 25 ms (200 samples) the six frequencies of a direction

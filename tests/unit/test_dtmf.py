@@ -214,6 +214,7 @@ def test_no_talk_off_from_synthesised_speech(tmp_path):
         pcm = np.frombuffer(raw[44:], dtype="<i2").astype(np.float64)   # 22050 Hz
         t_out = np.arange(int(pcm.size * RATE / 22050)) / RATE
         x = np.interp(t_out, np.arange(pcm.size) / 22050, pcm)          # crude resample
+        assert x.size > 5 * RATE and np.sqrt(np.mean(x ** 2)) > dbm0_to_rms(-40)
         voices.append(line(x * 0.5))
     assert _batched(voices) == []
 
