@@ -320,10 +320,11 @@ def test_call_hold_retrieve_consult_transfer_far_end_clears(stack):
     assert r.ok, r.error
     watch.until("Transferred", stack)
     wait(lambda: stack.get(2, "hearing") == "voice", "the caller's voice at ext 8002", stack)
-    stack.do(1, "on_hook")
+    stack.do(1, "on_hook")                   # the agent puts the handset down
 
     stack.do(5, "hang_up")                     # the far end: busy tone only, as in China
     watch.until("CallCleared", stack)
+    wait(lambda: stack.get(2, "hearing") == "busy", "ext 8002 released (clear tone)", stack)
     stack.do(2, "on_hook")
     evs = watch.events()
     # KNOWN MODEL ISSUE (reported): cardd confirms the trunk's answer with an Answered
@@ -405,6 +406,7 @@ def test_ctid_restarts_mid_call_the_audio_stays_and_the_client_recovers_by_snaps
     before = len(watch.events())
     stack.do(5, "hang_up")
     watch.until("CallCleared", stack)
+    wait(lambda: stack.get(1, "hearing") == "busy", "ext 8001 released (clear tone)", stack)
     stack.do(1, "on_hook")
     after = watch.events()[before:]
     assert [(e.name, e.device) for e in after] == [
