@@ -269,6 +269,15 @@ class Watch:
         wait(seen, f"{count} x {name}; seen {self.names()}", stack, limit, step=0)
 
 
+def ctictl(stack, *args):
+    proc = subprocess.run([sys.executable, "-m", "ctid.ctictl", *args, "--config", stack.ctid_toml,
+                           "--key", f"{stack.d}/keys/watcher.key_secret"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def ready(stack, client):
     from hotline_proto import cti_pb2
 
@@ -402,6 +411,13 @@ def test_ctid_restarts_mid_call_the_audio_stays_and_the_client_recovers_by_snaps
         ("trunk:node1/5", cti_pb2.CS_CONNECTED), ("ext:8001", cti_pb2.CS_CONNECTED)}
     assert call.data["ani"] == ANI and call.data["resynced"] == "cardd"
     assert stack.get(1, "hearing") == "voice"          # cardd's bridge never went away
+    # the operator's view of the same, through ctictl
+    out = ctictl(stack, "calls")
+    assert f"1 calls at seq {snap.seq} (epoch {snap.epoch})" in out
+    assert "trunk:node1/5(connected), ext:8001(connected)" in out and f"ani={ANI}" in out
+    status = json.loads(ctictl(stack, "status", "--json"))
+    assert status["calls"] == "1" and status["cardd.node1"] == "up" and status["security"] == "curve"
+    assert status["epoch"] == snap.epoch and status["role"] == "observer"
 
     before = len(watch.events())
     stack.do(5, "hang_up")
