@@ -1,7 +1,9 @@
 """`cardctl bench dtmf`: our batched DTMF detector against SpanDSP's dtmf_rx, same audio.
 
 The corpus (deterministic seed) is what a receiver meets on real lines, passed through
-A-law like everything on the wire:
+A-law like everything on the wire. Each channel is a shuffled run of segments: dialing,
+speech, music, speech, silence (an IVR-heavy line: about one digit every 2.5 s; with
+`--dense` two of the five segments are dialing, about one digit a second):
 - dialing: 450 Hz dial tone at -10 dBm0 that stays on under the whole first digit, then
   3..11 digits (tone 45..120 ms, pause 55..150 ms), each with its own level (low group
   -30..-4 dBm0), twist (high group -8..+4 dB against the low), and frequency offsets
@@ -101,7 +103,11 @@ def _tone(f: float, level_dbm0: float, n: int) -> np.ndarray:
 
 
 # ---- the corpus ---------------------------------------------------------------------------
-def channel_signal(seconds: float, rng: np.random.Generator):
+MIXES = {"ivr": ("dial", "speech", "music", "speech", "silence"),
+         "dense": ("dial", "speech", "music", "dial", "silence")}
+
+
+def channel_signal(seconds: float, rng: np.random.Generator, mix: str = "ivr"):
     """One channel: (int16 A-law-passed audio, digits as [(start_sample, key)], segment
     start samples where the channel may be rotated to begin)."""
     n = int(seconds * RATE)
@@ -110,7 +116,7 @@ def channel_signal(seconds: float, rng: np.random.Generator):
     cuts: list[int] = [0]
     weakest = 0.0
     pos = 0
-    kinds = ["dial", "speech", "music", "dial", "silence"]
+    kinds = list(MIXES[mix])
     rng.shuffle(kinds)
     k = 0
     while pos < n:
@@ -155,12 +161,12 @@ def channel_signal(seconds: float, rng: np.random.Generator):
     return pcm, digits, cuts
 
 
-def build_corpus(channels: int, seconds: float, seed: int = 1):
+def build_corpus(channels: int, seconds: float, seed: int = 1, mix: str = "ivr"):
     """(audio (ticks, channels, BLOCK) int16, expected digit string per channel)."""
     rng = np.random.default_rng(seed)
     ticks = int(seconds * RATE) // BLOCK
     n = ticks * BLOCK
-    pool = [channel_signal(seconds, rng) for _ in range(min(POOL, channels))]
+    pool = [channel_signal(seconds, rng, mix) for _ in range(min(POOL, channels))]
     audio = np.empty((ticks, channels, BLOCK), dtype=np.int16)
     expected = []
     for ch in range(channels):
@@ -242,10 +248,10 @@ def run_spandsp(audio: np.ndarray) -> tuple[float, float, list[str]]:
 
 
 def bench(channels: int, seconds: float, passes: int, seed: int = 1,
-          spandsp: bool = True) -> dict:
-    audio, expected = build_corpus(channels, seconds, seed)
+          spandsp: bool = True, mix: str = "ivr") -> dict:
+    audio, expected = build_corpus(channels, seconds, seed, mix)
     samples = audio.shape[0] * audio.shape[1] * audio.shape[2]
-    out = {"channels": channels, "seconds": audio.shape[0] * BLOCK / RATE,
+    out = {"channels": channels, "seconds": audio.shape[0] * BLOCK / RATE, "mix": mix,
            "samples": samples, "digits": sum(len(e) for e in expected), "passes": passes}
     best = min(run_ours(audio) for _ in range(passes))
     ours = score(expected, best[2])
@@ -268,8 +274,8 @@ def bench(channels: int, seconds: float, passes: int, seed: int = 1,
 
 
 def format_report(r: dict) -> str:
-    lines = [f"corpus: {r['channels']} channels x {r['seconds']:.1f} s, {r['digits']} digits, "
-             f"best of {r['passes']} passes"]
+    lines = [f"corpus ({r['mix']}): {r['channels']} channels x {r['seconds']:.1f} s, "
+             f"{r['digits']} digits, best of {r['passes']} passes"]
     lines.append(f"ours     {r['ours_samples_per_s'] / 1e6:8.1f} M samples/s "
                  f"(cpu {r['ours_cpu_samples_per_s'] / 1e6:.1f})  errors {r['ours_errors']} "
                  f"(missed {r['ours_missed']}, extra {r['ours_extra']}, wrong {r['ours_wrong']})")
@@ -292,6 +298,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--channels", type=int, default=960, help="rows per tick (default 960)")
     p.add_argument("--passes", type=int, default=3, help="timed passes per detector (best counts)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--dense", action="store_true",
+                   help="digit-dense corpus: two dialing segments in five (about 1 digit/s)")
     p.add_argument("--no-spandsp", action="store_true", help="measure ours only")
     args = p.parse_args(argv)
     if args.seconds < 1 or args.channels < 1 or args.passes < 1:
@@ -299,7 +307,8 @@ def main(argv: list[str]) -> int:
     if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
         print("cardctl bench dtmf: note: OPENBLAS_NUM_THREADS is not 1; BLAS may use "
               "several cores", file=sys.stderr)
-    r = bench(args.channels, args.seconds, args.passes, args.seed, not args.no_spandsp)
+    r = bench(args.channels, args.seconds, args.passes, args.seed, not args.no_spandsp,
+              "dense" if args.dense else "ivr")
     print(json.dumps(r) if args.json else format_report(r))
     return 0
 

@@ -259,6 +259,7 @@ class DtmfDetector:
         self._group_base = np.array([0, 4], dtype=np.intp).reshape(2, 1, 1)
         self._tol_hz = np.float32(p.max_freq_dev) * self._fhz
         self._flat_cache: dict[int, np.ndarray] = {}
+        self._ended: list[tuple[np.ndarray, np.ndarray]] = []    # keys up, to report
         self._tail = np.zeros((rows, 2 * SUB), dtype=np.float32)   # last block's end
         self._harmonic_tables(rate)
 
@@ -302,6 +303,8 @@ class DtmfDetector:
                 self._check_harmonics(fresh, pcm, t0, dev[:, h, pos].T)
             # The harmonics test may look back into this block from the next one.
             self._tail[rows] = pcm[rows, -2 * SUB:]
+        if self._ended:
+            self._emit(events)
         return events
 
     def _fade(self, rows: np.ndarray, events: list) -> None:
@@ -314,7 +317,7 @@ class DtmfDetector:
             ended = rows[over]
             done = ended[self.keydown[ended]]
             if done.size:
-                self._emit(done, self._state[:, done], events)
+                self._ended.append((done, self._state[:, done]))
             self._state[self.CUR, ended] = -1
             self.keydown[ended] = False
 
@@ -507,7 +510,7 @@ class DtmfDetector:
         if ended.any():
             done = np.flatnonzero(ended & down)
             if done.size:
-                self._emit(rows[done], st[:, done], events)
+                self._ended.append((rows[done], st[:, done]))
             cur[ended] = -1
             down &= ~ended
         gap += hops
@@ -557,7 +560,7 @@ class DtmfDetector:
             if ended.any():
                 done = np.flatnonzero(ended & down)
                 if done.size:
-                    self._emit(rows[done], st[:, done], events)
+                    self._ended.append((rows[done], st[:, done]))
                 cur[ended] = -1
                 down[ended] = False
             if other.any():                                   # a new key starts
@@ -577,7 +580,14 @@ class DtmfDetector:
         self._state[:, rows] = st
         self.keydown[rows] = down
 
-    def _emit(self, rows, st, events) -> None:
+    def _emit(self, events: list) -> None:
+        """Report the keys that went up in this block (collected in self._ended)."""
+        if len(self._ended) == 1:
+            rows, st = self._ended[0]
+        else:
+            rows = np.concatenate([r for r, _ in self._ended])
+            st = np.concatenate([c for _, c in self._ended], axis=1)
+        self._ended.clear()
         # An edge window covering a share c of the tone measures c times its amplitude.
         # Windows the tone covers less than about min_energy_ratio are no hits, so the
         # true edge lies up to a hop beyond that share: half of it is added back.
