@@ -32,6 +32,7 @@ log = logging.getLogger("ctid.cardd")
 # Commands whose failure means the party never joined (or cannot stay in) the call.
 LEG_COMMANDS = {"ring", "dial", "answer"}
 CAUSE_TEMPORARY_FAILURE = 41
+STATUS_RETRY_S = 0.1
 IN_CALL = {cardd_pb2.RINGING, cardd_pb2.DIALING, cardd_pb2.PROCEEDING, cardd_pb2.ALERTING,
            cardd_pb2.CONNECTED, cardd_pb2.DIALTONE, cardd_pb2.COLLECTING, cardd_pb2.CLEARING}
 NOT_IN_SERVICE = {cardd_pb2.OUT_OF_SERVICE, cardd_pb2.BLOCKED}
@@ -267,6 +268,9 @@ class CarddLink:
         self.dealer = ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.SNDHWM, 10_000)
+        # Queue commands only on a live connection: a command for a cardd that is down
+        # fails now, instead of running stale when cardd comes back.
+        self.dealer.setsockopt(zmq.IMMEDIATE, 1)
         self.dealer.connect(commands)
         self.pending: dict[int, Pending] = {}
         self._status_ids = itertools.count(1 << 62)   # apart from the model's command ids
@@ -287,7 +291,9 @@ class CarddLink:
     def _ask_status(self, now: float) -> None:
         self.status_id = next(self._status_ids)
         self.status_sent = now
-        self._send(cardd_pb2.Command(id=self.status_id, status=cardd_pb2.Status()))
+        if not self._send(cardd_pb2.Command(id=self.status_id, status=cardd_pb2.Status())):
+            # not connected (yet): try again shortly rather than after the full timeout
+            self.status_sent = now - self.status_timeout_s + STATUS_RETRY_S
 
     def _send(self, cmd: cardd_pb2.Command) -> bool:
         try:
