@@ -247,3 +247,17 @@ def test_snapshots_follow_the_scope_and_subscribers_get_events(secured):
         names += [e.name for e in agent.poll(50) if isinstance(e, cti_pb2.Event)]
     assert names == ["Delivered", "Established", "ConnectionCleared", "ConnectionCleared",
                      "CallCleared"]
+
+
+def test_keys_are_reloaded_without_a_restart(secured):
+    d = secured["dir"]
+    newcomer = secured["client"]("stranger")
+    with pytest.raises(RequestTimeout):
+        newcomer.request(req(system_status=cti_pb2.SystemStatus()), timeout_s=0.5)
+    public = load_keypair(f"{d}/stranger.key_secret")[0].decode()
+    with open(f"{d}/keys.toml", "a") as f:
+        f.write(f'\n[clients.stranger]\nkey = "{public}"\nrole = "observer"\n')
+    secured["run"](lambda srv: srv.reload_keys())
+    fresh = secured["client"]("stranger")           # a new handshake meets the new table
+    r = fresh.request(req(system_status=cti_pb2.SystemStatus()), timeout_s=3.0)
+    assert r.ok and r.status["client"] == "stranger"

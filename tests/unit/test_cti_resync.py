@@ -159,3 +159,20 @@ def test_a_refused_ring_clears_that_party_and_a_refused_tone_is_only_logged():
     assert names(out) == ["ConnectionCleared", "ConnectionCleared", "CallCleared"]
     assert (5, "hangup") in cmds(out) and (1, "hangup") not in cmds(out)
     assert failure_event(S.Command(channel=1, play_tone=S.PlayTone(tone="x")), "no tone") is None
+
+
+def test_a_command_for_a_cardd_that_is_not_there_fails_at_once(tmp_path):
+    import zmq
+
+    from ctid.cardd_link import CarddLink
+    ctx = zmq.Context()
+    link = CarddLink(ctx, "node1", f"ipc://{tmp_path}/ev.sock", f"ipc://{tmp_path}/cmd.sock")
+    try:
+        cmd = S.Command(id=7, channel=1, ring=S.Ring(caller_id="1"))
+        (what, failed, error), = link.send(cmd, T0)
+        assert what == "failed" and failed.id == 7 and error == "cardd node1 is not taking commands"
+        assert failure_event(failed, error).cleared.cause == 41
+        assert not link.pending                 # nothing queued to run late
+    finally:
+        link.close()
+        ctx.term()
