@@ -79,6 +79,10 @@ class Ctid:
         self.clock = clock
         self.metrics = CtidMetrics()
         self.model = CallModel(cfg.devices(), cfg.dialplan(), tz=cfg.tz)
+        from ctid.acd_service import AcdService       # the queues: a routing service
+        self.acd = AcdService.from_config(cfg, store=store, registry=self.metrics.registry)
+        if self.acd is not None:
+            self.acd.attach(self.model)
         self.ivr = None
         if cfg.ivr is not None:                       # "ivr:FLOW" targets; the model's tick
             import ivr.ctid_service                   # drives the IVR's timers
@@ -125,6 +129,8 @@ class Ctid:
                 st["db_pending"] = "?"
         for outcome, n in sorted(self.outcomes.items()):
             st[f"calls_ended.{outcome}"] = str(n)
+        if self.acd is not None:
+            st.update(self.acd.status())
         return st
 
     # ---- carrying out the model's output --------------------------------------------------
@@ -241,6 +247,8 @@ class Ctid:
             self.step()
 
     def close(self) -> None:
+        if self.acd is not None:
+            self.acd.close()
         if self.ivr is not None:
             self.ivr.svc.close()
         for link in self.links.values():
