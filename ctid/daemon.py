@@ -95,6 +95,7 @@ class Ctid:
         self.next_gauges = 0.0
         self.outcomes: dict[str, int] = {}
         self._cached_poller: zmq.Poller | None = None
+        self._unpublished: list[cti_pb2.Event] = []
 
     # ---- start-up ---------------------------------------------------------------------
     def open(self) -> "Ctid":
@@ -157,7 +158,14 @@ class Ctid:
         return events
 
     def dispatch(self, out: Out, now: float) -> None:
-        self.server.publish(self.carry_out(out, now), now)
+        """Carry out now; the events wait for flush(), so that everything one pass of the
+        loop produced goes out in one batch (one message per subscriber, not one per event)."""
+        self._unpublished += self.carry_out(out, now)
+
+    def flush(self, now: float) -> None:
+        if self._unpublished:
+            events, self._unpublished = self._unpublished, []
+            self.server.publish(events, now)
 
     def _cdr(self, cdr: dict) -> None:
         outcome = cdr.get("outcome") or "unknown"
@@ -193,10 +201,12 @@ class Ctid:
             for item in items:
                 self._link_item(node, link, item, now)
             self.metrics.cardd_up.labels(node).set(1 if link.up else 0)
+        self.flush(now)                 # before requests: their events come after, in seq order
         self.server.process(now)
         if now >= self.next_tick:
             self.dispatch(self.model.tick(now), now)
             self.next_tick = max(self.next_tick + TICK_S, now)
+        self.flush(now)
         if now >= self.next_gauges:
             self._gauges()
             self.next_gauges = now + 1.0

@@ -262,11 +262,12 @@ class Watch:
     def names(self):
         return [e.name for e in self.events()]
 
-    def until(self, name, stack, count=1, limit=20.0):
+    def until(self, name, stack, count=1, limit=20.0, device=None):
         def seen():
             self.pump()
-            return self.names().count(name) >= count
-        wait(seen, f"{count} x {name}; seen {self.names()}", stack, limit, step=0)
+            return sum(1 for e in self.events() if e.name == name and
+                       (device is None or e.device == device)) >= count
+        wait(seen, f"{count} x {name} {device or ''}; seen {self.names()}", stack, limit, step=0)
 
 
 def ctictl(stack, *args):
@@ -302,9 +303,9 @@ def test_call_hold_retrieve_consult_transfer_far_end_clears(stack):
     wait(lambda: stack.get(1, "ringing") or stack.get(1, "caller_id"), "ext 8001 ringing", stack)
     wait(lambda: stack.get(1, "caller_id") == ANI, "ext 8001 showing the caller's number", stack)
     stack.do(1, "off_hook")
-    watch.until("Established", stack)
+    watch.until("Established", stack, device="ext:8001")
     call_id = watch.events()[0].call_id
-    est = watch.events()[-1]
+    est = [e for e in watch.events() if e.name == "Established"][0]
     assert est.calling == ANI and est.data["ani"] == ANI and est.device == "ext:8001"
     wait(lambda: stack.get(5, "state") == "connected", "the CO line answered by cardd", stack)
     stack.do(5, "talk")
@@ -320,7 +321,7 @@ def test_call_hold_retrieve_consult_transfer_far_end_clears(stack):
     consult = r.call_id
     wait(lambda: stack.get(2, "ringing"), "ext 8002 ringing", stack)
     stack.do(2, "off_hook")
-    watch.until("Established", stack, count=2)
+    watch.until("Established", stack, device="ext:8002")
     # the agent may not touch ext 8002: refused, the call goes on
     r = agent.request(cti_pb2.Request(hold_call=cti_pb2.CallRef(call_id=consult, device="ext:8002")))
     assert not r.ok and r.error == "refused: hold_call: device ext:8002 is not agent1's to control"
