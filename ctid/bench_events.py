@@ -18,7 +18,6 @@ import multiprocessing as mp
 import os
 import sys
 import tempfile
-import threading
 import time
 
 import zmq

@@ -24,7 +24,7 @@ import zmq
 from google.protobuf.message import DecodeError
 
 from ctid.model.callmodel import CallModel, Out
-from ctid.model.calls import ConnState, DeviceType, Leg
+from ctid.model.calls import ConnState, DeviceType
 from hotline_proto import cardd_pb2
 
 log = logging.getLogger("ctid.cardd")

@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 from ctid.config import parse_ctid_config
-from ctid.cti.client import CtiClient, SnapshotTaken
+from ctid.cti.client import CtiClient
 from ctid.daemon import Ctid
 from drivers.bus import CommandServer, EventPublisher
 from hotline_proto import cardd_pb2 as S

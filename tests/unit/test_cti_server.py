@@ -1,6 +1,5 @@
 """The request socket: malformed, oversized and empty requests are rejected with an error
 reply and counted; a fault while handling one is contained; the server keeps answering."""
-import queue
 import threading
 
 import pytest
