@@ -324,6 +324,7 @@ class CtiClient:
         self._ids = itertools.count(1)
         self._pending_id = 0            # the stream's recovery request in flight
         self._stash: dict[int, cti_pb2.Reply] = {}
+        self._awaited: set[int] = set()      # ids whose replies are still wanted
         self._poller = zmq.Poller()
         self._poller.register(self.sub, zmq.POLLIN)
         self._poller.register(self.dealer, zmq.POLLIN)
@@ -346,6 +347,7 @@ class CtiClient:
     def send(self, req: cti_pb2.Request) -> int:
         if not req.id:
             req.id = next(self._ids)
+        self._awaited.add(req.id)
         self.dealer.send(req.SerializeToString())
         return req.id
 
@@ -355,10 +357,12 @@ class CtiClient:
         deadline = self.clock() + timeout_s
         while True:
             if rid in self._stash:
+                self._awaited.discard(rid)
                 return self._stash.pop(rid)
             left = deadline - self.clock()
             if left <= 0 or not self.dealer.poll(int(left * 1000) + 1):
                 if self.clock() >= deadline:
+                    self._awaited.discard(rid)       # a late reply is dropped, not kept
                     raise RequestTimeout(f"no reply to request {rid} within {timeout_s:g} s")
                 continue
             self._read_replies()
@@ -366,7 +370,10 @@ class CtiClient:
     def take_reply(self, rid: int) -> cti_pb2.Reply | None:
         """The reply to a request sent with send(), if it has come (never waits)."""
         self._read_replies()
-        return self._stash.pop(rid, None)
+        reply = self._stash.pop(rid, None)
+        if reply is not None:
+            self._awaited.discard(rid)
+        return reply
 
     def _read_replies(self) -> None:
         while True:
@@ -380,7 +387,8 @@ class CtiClient:
             except (DecodeError, ValueError):
                 self.malformed += 1
                 continue
-            self._stash[reply.id] = reply
+            if reply.id in self._awaited:
+                self._stash[reply.id] = reply
 
     def _send_wants(self, wants: list[Want]) -> None:
         for want in wants:
@@ -390,6 +398,7 @@ class CtiClient:
             else:
                 req = cti_pb2.Request(snapshot=cti_pb2.Snapshot())
             self._stash.pop(self._pending_id, None)
+            self._awaited.discard(self._pending_id)  # superseded: its reply no longer matters
             self._pending_id = self.send(req)
 
     # ---- events -----------------------------------------------------------------------
@@ -410,6 +419,7 @@ class CtiClient:
                 self._read_replies()
             if self._pending_id in self._stash:
                 reply = self._stash.pop(self._pending_id)
+                self._awaited.discard(self._pending_id)
                 self._pending_id = 0
                 self._send_wants(stream.on_reply(reply, now, out))
             n = 0
