@@ -148,6 +148,7 @@ def reconcile(model: CallModel, node: str, status: cardd_pb2.Reply, now: float) 
             party = model.parties[dev_id]
             if party.held_call_id == call.id:
                 party.held_call_id = ""
+            # local: the channel is already idle in cardd, so no hangup is sent
             model._clear_party_in(out, call, dev, now, CAUSE_TEMPORARY_FAILURE,
                                   reason="cardd resync: channel idle", local=True)
     for ch_no, dev in devices.items():
@@ -186,7 +187,7 @@ def reconcile(model: CallModel, node: str, status: cardd_pb2.Reply, now: float) 
     ringing_ext = [n for n, ch in unknown.items() if n not in done and ch.state == cardd_pb2.RINGING
                    and devices[n].type == DeviceType.EXTENSION]
     for n in ringing_ext:
-        model._cmd(out, devices[n], hangup=cardd_pb2.Hangup(cause=CAUSE_TEMPORARY_FAILURE))
+        model.command(out, devices[n], hangup=cardd_pb2.Hangup(cause=CAUSE_TEMPORARY_FAILURE))
         done.add(n)
     for n, ch in unknown.items():
         if n in done:
@@ -206,7 +207,7 @@ def reconcile(model: CallModel, node: str, status: cardd_pb2.Reply, now: float) 
         else:
             log.warning("%s/%d: %s for a call ctid does not know; hanging up", node, n,
                         cardd_pb2.ChannelState.Name(ch.state).lower())
-            model._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=CAUSE_TEMPORARY_FAILURE))
+            model.command(out, dev, hangup=cardd_pb2.Hangup(cause=CAUSE_TEMPORARY_FAILURE))
     return out
 
 
@@ -219,7 +220,7 @@ def _rebuild(model: CallModel, out: Out, devs: list, chans: dict, now: float,
     calling = first.ani if trunk is not None and first.ani else devs[0].number
     called = (first.dnis if trunk is not None and first.dnis else
               devs[1].number if len(devs) > 1 else "")
-    call = model._new_call(now, calling=calling, called=called)
+    call = model.new_call(now, calling=calling, called=called)
     call.data["resynced"] = "cardd"
     call.data["cardd_call_ids"] = ",".join(chans[d.channel.channel].call_id for d in devs
                                            if chans[d.channel.channel].call_id)
@@ -231,13 +232,13 @@ def _rebuild(model: CallModel, out: Out, devs: list, chans: dict, now: float,
             call.data["dnis"] = first.dnis
     call.data.update(extra or {})
     for i, d in enumerate(devs):
-        model._connect(call, d.id, ConnState.CONNECTED, now, "caller" if i == 0 else "called")
+        model.connect(call, d.id, ConnState.CONNECTED, now, "caller" if i == 0 else "called")
         leg = call.leg(d.id)
         if leg is not None:
             leg.answered = now
         if d.type == DeviceType.EXTENSION:
             model.parties[d.id].off_hook = True
-    model._event(out, "Established", call, now, device=devs[-1].id, reason="resync")
+    model.event(out, "Established", call, now, device=devs[-1].id, reason="resync")
 
 
 # ---- the sockets ------------------------------------------------------------------------
