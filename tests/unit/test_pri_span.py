@@ -588,3 +588,21 @@ def test_call_answered_after_a_long_ring_stays_up(pair):
     p.seconds(15)
     assert c.state == "connected" and p.span.lines[CH[1]].state == PriState.CONNECTED
     assert not p.emitted(ev.Cleared)
+
+
+def test_restart_never_acknowledged_takes_the_channel_out_until_the_span_recovers():
+    p = Pair(restart_ack_ms=1000)
+    p.until(lambda: p.span.dchannel_up)
+    ch = CH[10]
+    p.cut = True                              # nothing reaches the far end any more
+    p.cmd(ch, "reset_channel")
+    p.seconds(2.9)
+    assert p.span.lines[ch].state == PriState.RESTARTING
+    assert p.span.lines[ch].restart_tries == 3               # sent, then asked again twice
+    p.seconds(0.2)
+    line = p.span.lines[ch]
+    assert line.state == PriState.OUT_OF_SERVICE and line.unreachable
+    assert p.emitted(ev.ServiceChange, ch)[-1].reason == \
+        "the far end does not acknowledge RESTART for the channel"
+    p.cut = False                             # the link comes back: so does the channel
+    p.until(p.all_idle, 30)

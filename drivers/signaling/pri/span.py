@@ -191,6 +191,7 @@ class PriChannel:
         self.far_blocked = False             # SERVICE from the far end
         self.announced = True                # cardd's view: in service (its default)
         self.recovery_restart = False        # RESTART before coming back into service
+        self.unreachable = False             # RESTARTs went unanswered: out until recovery
         self.restart_tries = 0
         self.resets = 0
 
@@ -209,7 +210,8 @@ class PriChannel:
     @property
     def in_service(self) -> bool:
         return (self.span.health.in_service and not self.blocked and not self.far_blocked
-                and not self.recovery_restart and self.state != S.OUT_OF_SERVICE)
+                and not self.recovery_restart and not self.unreachable
+                and self.state != S.OUT_OF_SERVICE)
 
     # ---- the line interface -----------------------------------------------------------
     def on_hw(self, event, tick: int) -> list:
@@ -276,6 +278,8 @@ class PriChannel:
             return "the channel is blocked for maintenance"
         if self.far_blocked:
             return "the far end took the channel out of service"
+        if self.unreachable:
+            return "the far end does not acknowledge RESTART for the channel"
         if not self.span.health.in_service:
             return f"the span is out of service ({self.span.health_reason()})"
         return "the channel is being restarted"
@@ -301,7 +305,7 @@ class PriChannel:
         if self.echo:
             self.echo = False
             out.append(ev.Media("echo_cancel", (False,)))
-        usable = (self.span.health.in_service and not self.blocked and not self.far_blocked)
+        usable = self.in_service_ok()
         self._goto(S.IDLE if usable else S.OUT_OF_SERVICE, tick)
         return out + self._service_actions()
 
@@ -531,6 +535,7 @@ class PriChannel:
 
     def reset(self, reason: str, tick: int, recovery: bool = False) -> list:
         """Clear whatever is on the channel and send RESTART for it."""
+        self.unreachable = False
         out = []
         if self.state in CALL_STATES:
             out += self._end_call(causes.TEMPORARY_FAILURE, reason)
@@ -565,10 +570,11 @@ class PriChannel:
             self._goto(S.RESTARTING, tick)
             return []
         log.warning("span %d channel %d: no RESTART ACKNOWLEDGE after %d tries; out of "
-                    "service", self.span.span, self.channel, self.restart_tries)
+                    "service until the span recovers or a reset", self.span.span,
+                    self.channel, self.restart_tries)
         self.recovery_restart = False
         self.restart_tries = 0
-        self.blocked = True
+        self.unreachable = True
         self._goto(S.OUT_OF_SERVICE)
         return self._service_actions()
 
@@ -604,22 +610,25 @@ class PriChannel:
         return self._service_actions()
 
     def in_service_ok(self) -> bool:
-        return self.span.health.in_service and not self.blocked and not self.far_blocked
+        return (self.span.health.in_service and not self.blocked and not self.far_blocked
+                and not self.unreachable)
 
     # ---- span transitions -------------------------------------------------------------
     def span_down(self, alarm: bool, reason: str, tick: int) -> list:
         out = []
         if alarm:
             out += self.clear_for_span(causes.NETWORK_OUT_OF_ORDER, reason, tick)
-            if self.state == S.RESTARTING:
-                self.recovery_restart = False
-                self._goto(S.OUT_OF_SERVICE)
+        if self.state == S.RESTARTING:
+            # Restarted again when the span recovers; no RESTART is answered meanwhile.
+            self.recovery_restart = False
+            self._goto(S.OUT_OF_SERVICE)
         if self.state == S.IDLE:
             self._goto(S.OUT_OF_SERVICE)
         return out + self._service_actions()
 
     def span_up(self, tick: int, restart: bool) -> bool:
         """The span is back: True when this channel wants a RESTART before service."""
+        self.unreachable = False
         if self.state != S.OUT_OF_SERVICE or self.blocked or self.far_blocked:
             return False
         if restart:
