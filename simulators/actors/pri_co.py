@@ -33,6 +33,7 @@ from . import Actor, ActorError, speech_like
 
 E1_TIMESLOTS = [*range(1, 16), *range(17, 32)]
 DEFAULT_ALERT_S = 0.3
+KEEP_DONE = 200                 # finished calls kept in PriExchange.calls
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class CoPlan:
     talk: bool = True               # speech on the channel once connected
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class CoCall:
     """One call as the exchange sees it."""
     id: int
@@ -81,7 +82,7 @@ class PriExchange:
 
     def __init__(self, span: int, send, *, node: str = "network",
                  switch: str = "euroisdn_e1", timeslots=None, name: str | None = None,
-                 media=None, hunt_descending: bool | None = None, seed: int = 1):
+                 media=None, hunt_descending: bool | None = None):
         self.span = span
         self.node = node
         self.timeslots = list(timeslots or E1_TIMESLOTS)
@@ -104,8 +105,9 @@ class PriExchange:
         self.dchannel_events: list[tuple[float, bool]] = []
         self.restarts: list[int | None] = []       # channels the host restarted
         self.rejected_by_host = 0
+        # Totals over the whole run (calls themselves are kept only for a while).
+        self.totals: collections.Counter = collections.Counter()
         self._next_id = 1
-        self._rng = random.Random(seed)
         self.flush()
 
     # ---- frames and time ----------------------------------------------------------------
@@ -131,7 +133,10 @@ class PriExchange:
             if c.active and c.due:
                 self._call_timers(c)
         self.flush()
-        self.calls = [c for c in self.calls if c.active or c in self.calls[-200:]]
+        if len(self.calls) > 2 * KEEP_DONE:            # keep the recent past for reports
+            done = [c for c in self.calls if not c.active]
+            old = {id(c) for c in done[:-KEEP_DONE]}
+            self.calls = [c for c in self.calls if id(c) not in old]
 
     # ---- what scenarios and tests ask for -------------------------------------------------
     def busy_timeslots(self) -> set[int]:
@@ -222,6 +227,7 @@ class PriExchange:
     # ---- libpri events ------------------------------------------------------------------
     def _new(self, to_host: bool, call, timeslot, **kw) -> CoCall:
         c = CoCall(id=self._next_id, to_host=to_host, call=call, timeslot=timeslot, **kw)
+        self.totals["to_host" if to_host else "from_host"] += 1
         self._next_id += 1
         self.calls.append(c)
         self.by_call[id(call)] = c
@@ -231,6 +237,9 @@ class PriExchange:
         if c.state == "done":
             return
         c.state = "done"
+        self.totals["cleared"] += 1
+        for cause in {c.cause_from_host, c.cause_to_host} - {0}:
+            self.totals[f"cause {cause}"] += 1
         c.due.clear()
         self.by_call.pop(id(c.call), None)
         self.media(c.timeslot, "quiet")
@@ -277,6 +286,7 @@ class PriExchange:
         elif isinstance(e, L.Answer):
             c.state = "connected"
             c.answered = True
+            self.totals["answered"] += 1
             if e.channel:
                 c.timeslot = e.channel
             self.media(c.timeslot, "talk")
@@ -368,6 +378,7 @@ class PriExchange:
                 self.link.answer(c.call, c.timeslot)
                 c.state = "connected"
                 c.answered = True
+                self.totals["answered"] += 1
                 self.media(c.timeslot, "talk" if c.plan.talk else "quiet")
             elif what == "reject":
                 self.hang_up(c, c.plan.cause)
@@ -478,7 +489,7 @@ class PriCentralOffice:
         self._rng = random.Random(span * 7919)
         self.log: list[tuple[int, str]] = []
         self.co = PriExchange(span, self._to_host, node=node, switch=switch,
-                              media=self._media, name=f"co-span{span}", seed=span)
+                              media=self._media, name=f"co-span{span}")
 
     # ---- the tick -------------------------------------------------------------------------
     @property
@@ -647,7 +658,7 @@ class PriCentralOffice:
         return self.co.count("connected") >= count
 
     def _check_answered(self, count: int = 1) -> bool:
-        return sum(1 for c in self.co.calls if c.answered) >= count
+        return self.co.totals["answered"] >= count
 
     def _check_idle(self) -> bool:
         return self.co.count() == self.co.count("done")
@@ -656,7 +667,7 @@ class PriCentralOffice:
         return self._cleared(cause) >= count
 
     def _check_calls_from_host(self, count: int = 1) -> bool:
-        return self.co.count(to_host=False) >= count
+        return self.co.totals["from_host"] >= count
 
     def _check_heard(self, channel: int, digits: str) -> bool:
         bearer = self.bearers.get(self.timeslot_of.get(channel))
@@ -671,12 +682,11 @@ class PriCentralOffice:
                            tolerance) >= 0
 
     def _cleared(self, cause: int = 0) -> int:
-        return sum(1 for c in self.co.calls if c.state == "done"
-                   and (not cause or c.cause_from_host == cause or c.cause_to_host == cause))
+        return self.co.totals[f"cause {cause}" if cause else "cleared"]
 
     def observed(self, what: str, value) -> tuple[bool, str]:
-        have = {"answered": sum(1 for c in self.co.calls if c.answered),
-                "cleared": self._cleared(), "calls_from_host": self.co.count(to_host=False),
+        have = {"answered": self.co.totals["answered"],
+                "cleared": self._cleared(), "calls_from_host": self.co.totals["from_host"],
                 "rejected_by_host": self.co.rejected_by_host,
                 "restarts": len(self.co.restarts)}[what]
         return have == value, f"{what} {have}"

@@ -42,7 +42,6 @@ import enum
 import logging
 import math
 
-from drivers.backends.base import HwEvent
 from drivers.native import libpri as L
 from drivers.signaling import events as ev
 from drivers.signaling import span_health as health
@@ -77,7 +76,6 @@ CALL_STATES = (S.COLLECTING, S.OFFERED, S.DIALING, S.OVERLAP_SENDING, S.PROCEEDI
                S.ALERTING, S.CONNECTED)
 OUTGOING = (S.DIALING, S.OVERLAP_SENDING, S.PROCEEDING, S.ALERTING)
 MEDIA_COMMANDS = ("play_tone", "stop_media", "play_prompt")
-FAR_CLEARING = ("hangup_req", "hangup")
 # Answers to our SETUP that name the B-channel the far end gives the call.
 _CHANNEL_ANSWERS = ("setup_ack", "proceeding", "ringing", "answer")
 
