@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import random
 
 from drivers.native import libpri as L
@@ -385,6 +386,17 @@ class PriExchange:
 
 
 # ---- on the virtual cards ----------------------------------------------------------------
+class BearerState(enum.Enum):
+    """A B-channel as the exchange sees it (for status views)."""
+    IDLE = "idle"
+    SETUP = "setup"
+    OVERLAP = "overlap"
+    PROCEEDING = "proceeding"
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+    CLEARING = "clearing"
+
+
 class PriBearer(Actor):
     """The far end's audio on one B-channel: tones, speech, and the digits it hears; DTMF
     keyed into the channel (a caller in an IVR), and a capture of the audio the host sent
@@ -395,6 +407,7 @@ class PriBearer(Actor):
     def __init__(self, world, port, timeslot: int):
         super().__init__(world, port)
         self.timeslot = timeslot
+        self.office: "PriCentralOffice | None" = None
         self.playing = "quiet"
         self.digits = ""
         self.quiet_caller = False       # an IVR caller listens: no talk when answered
@@ -453,6 +466,19 @@ class PriBearer(Actor):
     def on_digit(self, digit: str) -> None:
         self.digits += digit
 
+    def _call(self):
+        return self.office.co.call_on(self.timeslot) if self.office is not None else None
+
+    @property
+    def state(self) -> BearerState:
+        call = self._call()
+        return BearerState.IDLE if call is None else BearerState(call.state)
+
+    @property
+    def calling_number(self) -> str:
+        call = self._call()
+        return call.calling if call is not None else ""
+
     def describe(self) -> str:
         return f"B-channel {self.timeslot} playing {self.playing}, digits {self.digits!r}"
 
@@ -475,6 +501,7 @@ class PriCentralOffice:
         self.channel_of: dict[int, int] = {}
         for port, ts in zip(ports, E1_TIMESLOTS):
             bearer = PriBearer(world, port, ts)
+            bearer.office = self
             world._add(bearer)
             self.bearers[ts] = bearer
             self.channel_of[ts] = port.channel
