@@ -36,8 +36,8 @@ class Jobs:
 
 
 class Node:
-    def __init__(self, tmp_path, backend: str = "sim"):
-        self.path, self.cfg = private_cardd_config(CONFIG, str(tmp_path), backend)
+    def __init__(self, tmp_path, backend: str = "sim", config: str = CONFIG):
+        self.path, self.cfg = private_cardd_config(config, str(tmp_path), backend)
         self.cards = cards_for(self.cfg)
         self.world = World(self.cards)
         self.jobs = Jobs()
@@ -215,3 +215,27 @@ def test_damaged_frames_neither_crash_cardd_nor_leak_channels(node):
     n.do(lambda: n.office.call("8001", "1", channel=1))
     n.run(5)
     assert n.command(1, answer=cardd_pb2.Answer()).ok
+
+
+def test_configured_capture_covers_the_whole_run(tmp_path):
+    path = tmp_path / "configured.pcap"
+    config = tmp_path / "cardd-pri.toml"
+    text = open(CONFIG).read().replace('# pcap = "run/span1-dchannel.pcap"', f'pcap = "{path}"')
+    config.write_text(text)
+    (tmp_path / "node").mkdir()
+    n = Node(tmp_path / "node", config=str(config))
+    try:
+        n.do(lambda: n.office.call("8001", "1", channel=9))
+        n.run(5)
+        assert n.command(9, answer=cardd_pb2.Answer()).ok
+        n.run(5)
+    finally:
+        n.close()                       # closing cardd closes the capture
+    from drivers.signaling.pri.pcap import read_pcap
+    frames = list(read_pcap(str(path)))
+    assert not any(net for _, _, net, _ in frames)             # cardd is the user side
+    assert {sent for _, sent, _, _ in frames} == {True, False}
+    # Q.931 message type: after address, control (2+2) and the 4-octet header start.
+    setups = [f for t, sent, net, f in frames if not sent and len(f) > 8 and f[8] == 0x05]
+    connects = [f for t, sent, net, f in frames if sent and len(f) > 8 and f[8] == 0x07]
+    assert len(setups) == 1 and len(connects) == 1

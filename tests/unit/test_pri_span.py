@@ -606,3 +606,20 @@ def test_restart_never_acknowledged_takes_the_channel_out_until_the_span_recover
         "the far end does not acknowledge RESTART for the channel"
     p.cut = False                             # the link comes back: so does the channel
     p.until(p.all_idle, 30)
+
+
+def test_tones_before_answer_announce_inband_information(pair):
+    """A tone or prompt played to an offered call first sends PROGRESS with progress
+    indicator 8, so the caller's network connects the B-channel before answer."""
+    p = pair
+    c = p.co.place("8001", "1", channel=4)
+    p.until(lambda: p.span.lines[CH[4]].state == PriState.OFFERED)
+    actions = p.cmd(CH[4], "play_tone", tone="ringback")
+    assert ev.Media("play_tone", ("ringback",)) in actions
+    p.step(2)
+    assert "Progress" in c.events
+    p.cmd(CH[4], "play_tone", tone="busy")           # once is enough
+    p.step(2)
+    assert c.events.count("Progress") == 1
+    p.cmd(CH[4], "answer")
+    p.until(lambda: c.state == "connected")
