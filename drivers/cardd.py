@@ -56,7 +56,7 @@ _LINE_COMMANDS = {
 
 
 def _dial_args(d) -> dict:
-    """The number, plus the ISDN details the command sets (a line without them refuses)."""
+    """The number, plus the ISDN details the command sets (for span signaling lines)."""
     args = {"number": d.number}
     for name in ("ani", "caller_name", "called_ton", "called_plan", "calling_ton",
                  "calling_plan", "presentation", "redirecting", "redirecting_reason",
@@ -308,6 +308,8 @@ class Cardd:
         slot = self._slot(cmd.channel)
         if kind in _LINE_COMMANDS:
             args = _LINE_COMMANDS[kind](cmd)
+            if kind == "dial" and slot.span not in self.spansig.spans:
+                args = {"number": args["number"]}     # an analog line dials digits only
             # Check media arguments before the line changes state, so a refusal changes nothing.
             if kind == "play_tone" and args["tone"] not in self.engine.plan:
                 raise CommandError(f"tone plan {self.engine.plan.name!r} has no tone "
