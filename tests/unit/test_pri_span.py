@@ -623,3 +623,25 @@ def test_tones_before_answer_announce_inband_information(pair):
     assert c.events.count("Progress") == 1
     p.cmd(CH[4], "answer")
     p.until(lambda: c.state == "connected")
+
+
+def test_a_call_outlives_a_short_dchannel_outage_and_its_channel_is_not_reported_out(pair):
+    p = pair
+    c = p.co.place("8001", "1", channel=8)
+    p.until(lambda: p.span.lines[CH[8]].state == PriState.OFFERED)
+    p.cmd(CH[8], "answer")
+    p.until(lambda: c.state == "connected")
+    p.span.link.set_timer("T309", 30000)        # keep active calls over a link loss for 30 s
+    p.cut = True
+    p.seconds(16)
+    assert not p.span.dchannel_up
+    assert not p.emitted(ev.ServiceChange, CH[8])         # busy: not reported out
+    assert len(p.emitted(ev.ServiceChange)) == 29         # the idle ones are
+    p.cut = False
+    p.until(lambda: p.span.dchannel_up, 10)
+    p.until(lambda: len([e for e in p.emitted(ev.ServiceChange) if e.in_service]) == 29, 10)
+    assert p.span.lines[CH[8]].state == PriState.CONNECTED and not p.emitted(ev.Cleared)
+    p.co.hang_up(c)
+    p.until(lambda: p.emitted(ev.Cleared, CH[8]), 3)
+    p.until(p.all_idle, 3)
+    assert not p.emitted(ev.ServiceChange, CH[8])

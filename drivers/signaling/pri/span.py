@@ -283,9 +283,12 @@ class PriChannel:
         return "the channel is being restarted"
 
     def _service_actions(self) -> list:
-        """A ServiceChange when the channel's availability differs from what cardd knows."""
+        """A ServiceChange when the channel's availability differs from what cardd knows.
+        Out of service is told only once the channel has no call: to the application it
+        means the call is gone, and a call can outlive a D-channel outage (Q.931 T309) or
+        a maintenance block."""
         now = self.in_service
-        if now == self.announced:
+        if now == self.announced or (not now and self.state in CALL_STATES):
             return []
         self.announced = now
         reason = "in service" if now else self._out_of_service_reason()
