@@ -395,6 +395,11 @@ class CallModel:
         if call is None:
             return
         party.ring_deadline = None
+        if device.type == DeviceType.EXTENSION:
+            party.off_hook = True                # answered by lifting the handset
+        mine = call.connection(device.id)
+        if mine is not None and mine.state == ConnState.CONNECTED:
+            return      # cardd confirming the answer we asked for (an inbound trunk): no news
         others = self._others(call, device.id)
         self._connect(call, device.id, ConnState.CONNECTED, now, "called")
         for other in others:

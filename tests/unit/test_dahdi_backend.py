@@ -410,10 +410,11 @@ def test_malformed_calls_get_errors_not_exceptions(rig, tmp_path):
     try:
         req.connect(fe.endpoint)
         req.send(b"\x09junk")
-        for _ in range(50):
+        for _ in range(100):
             fe.collect(time.monotonic() + 0.1)
-            if req.poll(0):
+            if req.poll(50):           # the reply travels asynchronously: give it a moment
                 break
+        assert req.poll(5000), "the emulation never answered the malformed request"
         reply = D.SyscallReply.decode(req.recv(zmq.NOBLOCK))
         assert (reply.ret, reply.err) == (-1, errno.EPROTO)
     finally:

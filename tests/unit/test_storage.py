@@ -121,9 +121,12 @@ def _chev(channel, **kind):
 
 def transferred_call_cdrs() -> list[dict]:
     """A call in on the CO line, answered at 8001, transferred to 8002 after a consultation,
-    cleared by the caller: the call model's own CDRs, on the shipped configuration."""
+    cleared by the caller: the call model's own CDRs, on the shipped configuration's devices
+    (with a plain dial plan: the shipped one sends 12345 to the IVR, which is not hosted here)."""
+    from ctid.model.routing import DialPlan, Route
     cfg = load_ctid_config("etc/ctid.toml")
-    m = CallModel(cfg.devices(), cfg.dialplan(), tz=cfg.tz)
+    plan = DialPlan([Route("12345", "ext:8001"), Route("8XXX", "ext:")], {})
+    m = CallModel(cfg.devices(), plan, tz=cfg.tz)
     out = m.channel_event("node1", _chev(5, incoming=cardd_pb2.Incoming(ani="13812345678")), T0)
     call_id = out.events[0].call_id
     cdrs = list(out.cdrs)
