@@ -409,6 +409,8 @@ class AcdService:
             return
         model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
         st.playing += 1
+        log.debug("call %s: playing %s on %s (%d pending)", st.call_id,
+                  ", ".join(os.path.basename(f) for f in files), caller.id, st.playing)
 
     def _prompts_over(self, model, out, st: QueuedCall, now: float) -> None:
         call = model.calls.get(st.call_id)

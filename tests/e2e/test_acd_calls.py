@@ -1,0 +1,768 @@
+"""The live ACD end to end: ctisim (the far side), cardd and ctid as processes, CTI clients
+in the test. Callers arrive on an E1 PRI span and on analog CO lines, queue, hear music and
+their position in Mandarin, and are delivered to agents on FXS phones who answer; the
+clients see Queued, Delivered, Established and the agents' state events in order. Then
+ring no answer, wrap-up across a transfer, a sticky agent, overflow to another queue, a
+supervisor's whisper heard by the agent and not by the caller, bad requests refused with
+clear errors, and the figures (QueueStatistics, /metrics, the queue log in SQLite).
+
+The far side runs in a process of its own: this file, run as a script, serves the virtual
+cards (4 FXS phones, 2 CO lines, one PRI span whose exchange is libpri's network side) on
+the realtime clock, records what chosen ports hear, and takes orders on a control socket.
+"""
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+
+import pytest
+import zmq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PRI_SPAN = 2
+
+CARDD_TOML = """
+[node]
+name = "node1"
+run_dir = "run"
+
+[backend]
+type = "sim"
+endpoint = "ipc://run/ctisim-cards.sock"
+
+[bus]
+events = "ipc://run/cardd-events.sock"
+commands = "ipc://run/cardd-commands.sock"
+
+[media]
+law = "alaw"
+tone_plan = "cn"
+
+[[span]]
+span = 1
+name = "analog-card-1"
+kind = "analog"
+
+[[channels]]
+channels = "1-4"
+span = 1
+port = "fxs"
+callerid = "fsk"
+
+[[channels]]
+channels = "5-6"
+span = 1
+port = "fxo"
+callerid = "fsk"
+busy_detect = true
+
+[[span]]
+span = 2
+name = "pri-1"
+kind = "e1"
+signaling = "pri_cpe"
+switchtype = "euroisdn_e1"
+framing = "ccs"
+coding = "hdb3"
+crc4 = true
+channels = "32-46,48-62"
+"""
+
+
+# ---- the far side (run as a script) ----------------------------------------------------------
+def tone_dbm0(pcm, hz, rate=8000):
+    """The level of the `hz` component of `pcm` (dBm0; a sine of peak 22756 is 0 dBm0)."""
+    import numpy as np
+    x = np.asarray(pcm, dtype=np.float64)
+    if x.size == 0:
+        return -120.0
+    n = np.arange(x.size)
+    amp = 2 * abs(np.dot(x, np.exp(-2j * np.pi * hz * n / rate))) / x.size
+    return float(20 * np.log10(max(amp, 1e-9) / 22756.0))
+
+
+def sim_main(cardd_config: str, control: str) -> int:
+    import numpy as np
+
+    from drivers import config as config_mod
+    from drivers.media import g711
+    from simulators.actors import test_tone
+    from simulators.actors.pri_co import attach_pri
+    from simulators.clock import Clock
+    from simulators.ctisim import cards_for, frontend_for
+    from simulators.prompt_match import expected_codes, find_prompt
+    from simulators.world import World
+
+    cfg = config_mod.load_cardd_config(cardd_config)
+    cards = cards_for(cfg)
+    world = World(cards, plan=cfg.tone_plan)
+    world.populate()
+    offices = attach_pri(world, cfg)
+    frontend = frontend_for("sim", cards, cfg)
+    frontend.start()
+    clock = Clock(cards, world, frontend, mode="realtime")
+    sock = zmq.Context.instance().socket(zmq.REP)
+    sock.bind(control)
+    recordings: dict[int, list] = {}
+    decode = g711.decode_table(cards.law)
+
+    def measure(channel, hz=0.0, file="", skip_s=0.0, head_s=0.0, last_s=0.0):
+        codes = np.concatenate(recordings.get(channel) or [np.zeros(0, np.uint8)])
+        if last_s:
+            codes = codes[-int(last_s * 8000):]
+        pcm = decode[codes].astype(np.float64)
+        out = {"seconds": codes.size / 8000,
+               "level_dbm0": float(10 * np.log10(max(np.mean(pcm ** 2), 1e-9) / (22756.0 ** 2 / 2)))}
+        if hz:
+            out["tone_dbm0"] = tone_dbm0(pcm, hz)
+        if file:
+            # cardd passes a lone prompt's codes unchanged; the spoken part is compared (a
+            # late tick of the realtime clock on a loaded machine may garble a block or two)
+            want = np.frombuffer(expected_codes(file=file, law=cards.law), np.uint8)
+            voiced = np.flatnonzero(np.abs(decode[want].astype(np.int32)) > 300)
+            want = want[voiced[0]:voiced[-1] + 1] if voiced.size else want
+            want = want[int(skip_s * 8000):]
+            if head_s:
+                want = want[:int(head_s * 8000)]
+            out["prompt_at"] = find_prompt(codes, want.tobytes(), tolerance=0.04)
+        return out
+
+    def order(o):
+        op = o["op"]
+        if op == "stop":
+            clock.stop()
+            return None
+        if op == "pri":
+            return getattr(offices[o["span"]], o["action"])(**o.get("args", {}))
+        if op == "record":
+            for ch in o["channels"]:
+                recordings[ch] = []
+            return None
+        if op == "measure":
+            return measure(o["channel"], **o.get("args", {}))
+        if op == "save":                       # what a port heard, for a failure report
+            np.save(o["path"], np.concatenate(recordings.get(o["channel"]) or [np.zeros(0, np.uint8)]))
+            return o["path"]
+        if op == "talk":                       # speak into a port: a steady tone
+            actor = world.actors[o["channel"]]
+            pcm = test_tone(o.get("seconds", 2.0), hz=o["hz"], level_dbm0=o.get("level_dbm0", -10.0))
+            world.media.engine.play(actor.row, pcm, tag="talk")
+            return None
+        actor = world.actors[o["channel"]]
+        if op == "do":
+            return getattr(actor, o["action"])(**o.get("args", {}))
+        if op == "set":
+            setattr(actor, o["attr"], o["value"])
+            return None
+        return getattr(actor, o["attr"])
+
+    class Orders:
+        def step(self, tick):
+            for ch, chunks in recordings.items():
+                chunks.append(cards.from_host(ch).copy())
+            while True:
+                try:
+                    o = json.loads(sock.recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    return
+                try:
+                    answer = order(o)
+                    sock.send_string(json.dumps({"ok": True, "value": answer},
+                                                default=lambda v: getattr(v, "value", str(v))))
+                except Exception as e:           # the test sees the refusal
+                    sock.send_string(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
+
+    world.directors.append(Orders())
+    signal.signal(signal.SIGTERM, lambda *_: clock.stop())
+    try:
+        clock.run()
+    finally:
+        frontend.close()
+        sock.close(linger=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    sys.exit(sim_main(sys.argv[1], sys.argv[2]))
+
+
+# ---- the stack ----------------------------------------------------------------------------------
+CTID_TOML = """
+[ctid]
+run_dir = "{d}/run"
+timezone = "Asia/Shanghai"
+
+[cti]
+events = "ipc://{d}/run/ctid-events.sock"
+requests = "ipc://{d}/run/ctid-requests.sock"
+keys = "{d}/keys/clients.toml"
+server_key = "{d}/keys/ctid.key_secret"
+heartbeat_ms = 500
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[database]
+url = "sqlite:///{d}/run/hotline.db"
+
+[[cardd]]
+node = "node1"
+events = "ipc://{d}/run/cardd-events.sock"
+commands = "ipc://{d}/run/cardd-commands.sock"
+
+[[extension]]
+number = "8001"
+channel = "node1/1"
+
+[[extension]]
+number = "8002"
+channel = "node1/2"
+
+[[extension]]
+number = "8003"
+channel = "node1/3"
+
+[[extension]]
+number = "8004"
+channel = "node1/4"
+
+[[trunk_group]]
+name = "co"
+channels = "node1/5-6"
+number = "12345"
+
+[[trunk_group]]
+name = "pri"
+channels = ["node1/32-46", "node1/48-62"]
+
+[[route]]
+match = "8XXX"
+to = "ext:"
+
+[[route]]
+match = "12345"
+to = "queue:hotline"
+source = "trunk"
+
+[[route]]
+match = "12346"
+to = "queue:triage"
+source = "trunk"
+
+[acd]
+announce = "tts"
+figures_every_s = 2
+reconcile_every_s = 2
+
+[[queue]]
+name = "hotline"
+members = ["1001", "1002"]
+wrapup_s = 1.5
+rona_s = 3
+announce_first_s = 1.2
+announce_every_s = 30
+sticky_wait_s = 8
+
+[[queue]]
+name = "triage"
+members = ["1001", "1002"]
+wrapup_s = 1.5
+announce = false
+overflow = [{{when = "wait", threshold = 2, target = "queue:backup"}}]
+
+[[queue]]
+name = "backup"
+members = ["1003"]
+wrapup_s = 1
+announce = false
+
+[[agent]]
+id = "1001"
+name = "Li Na"
+extension = "8001"
+
+[[agent]]
+id = "1002"
+name = "Wang Wei"
+extension = "8002"
+
+[[agent]]
+id = "1003"
+name = "Zhao Lei"
+extension = "8004"
+
+[[agent]]
+id = "9001"
+name = "Chen Jing"
+extension = "8003"
+supervisor = true
+"""
+
+CLIENTS = {
+    "agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\n',
+    "sup": 'role = "supervisor"\ndevices = ["ext:8003"]\nagents = ["*"]\nqueues = ["*"]\n',
+    "admin": 'role = "admin"\n',
+    "watcher": 'role = "observer"\n',
+}
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, d):
+        from ctid.cti.auth import generate_keypair
+        from simulators.ctisim import private_cardd_config
+        from simulators.procs import ProcessGroup
+        self.d = d
+        os.makedirs(f"{d}/keys")
+        with open(f"{d}/cardd-source.toml", "w") as f:
+            f.write(CARDD_TOML)
+        self.cardd_toml, _ = private_cardd_config(f"{d}/cardd-source.toml", d, "sim")
+        generate_keypair(f"{d}/keys", "ctid")
+        entries = []
+        for name, rest in CLIENTS.items():
+            public, _, _ = generate_keypair(f"{d}/keys", name)
+            entries.append(f'[clients.{name}]\nkey = "{public}"\n{rest}')
+        with open(f"{d}/keys/clients.toml", "w") as f:
+            f.write("\n".join(entries))
+        self.metrics_port = free_port()
+        self.ctid_toml = f"{d}/ctid.toml"
+        with open(self.ctid_toml, "w") as f:
+            f.write(CTID_TOML.format(d=d, metrics=self.metrics_port))
+        self.procs = ProcessGroup(f"{d}/logs")
+        self.control = f"ipc://{d}/simctl.sock"
+        self.ctx = zmq.Context()
+        self.ctl = None
+        self.clients = {}
+        self.watch = None
+        self.last_seq = 0
+
+    def start(self):
+        env = {"OPENBLAS_NUM_THREADS": "1"}
+        self.procs.start("ctisim", [sys.executable, os.path.abspath(__file__), self.cardd_toml,
+                                    self.control], env={**os.environ, **env}, cwd=self.d)
+        self.procs.python_module("cardd", "drivers.cardd", ["--config", self.cardd_toml, "--no-metrics"],
+                                 cwd=self.d, extra_env=env)
+        debug = ["--log-level", "DEBUG"] if os.environ.get("ACD_E2E_DEBUG") else []
+        self.procs.python_module("ctid", "ctid.daemon", ["--config", self.ctid_toml, *debug],
+                                 cwd=self.d, extra_env=env)
+        self.ctl = self.ctx.socket(zmq.REQ)
+        self.ctl.setsockopt(zmq.RCVTIMEO, 10_000)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.connect(self.control)
+
+    def sim(self, op, **kw):
+        self.ctl.send_string(json.dumps({"op": op, **kw}))
+        answer = json.loads(self.ctl.recv())
+        assert answer["ok"], answer["error"]
+        return answer["value"]
+
+    def do(self, channel, action, **args):
+        return self.sim("do", channel=channel, action=action, args=args)
+
+    def get(self, channel, attr):
+        return self.sim("get", channel=channel, attr=attr)
+
+    def pri_call(self, channel, number, ani):
+        self.sim("pri", span=PRI_SPAN, action="listen", args={"channel": channel, "quiet": True})
+        self.sim("pri", span=PRI_SPAN, action="call",
+                 args={"number": number, "ani": ani, "channel": channel})
+
+    def client(self, name):
+        from ctid.cti.client import CtiClient
+        if name not in self.clients:
+            d = self.d
+            self.clients[name] = CtiClient.from_files(
+                f"ipc://{d}/run/ctid-events.sock", f"ipc://{d}/run/ctid-requests.sock",
+                f"{d}/keys/ctid.key", f"{d}/keys/{name}.key_secret", ctx=self.ctx)
+        return self.clients[name]
+
+    def agent(self, client, agent, action, device="", reason="", ok=True):
+        from hotline_proto import cti_pb2
+        r = self.client(client).request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
+            agent=agent, action=action, device=device, reason=reason)), timeout_s=10)
+        if ok:
+            assert r.ok, f"{client}: {action} {agent}: {r.error}"
+        self.last_seq = max(self.last_seq, r.seq)
+        return r
+
+    def mark(self):
+        """The seq of the last event published so far (as the last reply reported it)."""
+        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
+        return max(self.watch.mark(), self.last_seq)
+
+    def logs(self):
+        return "\n".join(f"--- {c.name}:\n{c.log_tail(30)}" for c in self.procs.children.values())
+
+    def stop(self):
+        for c in self.clients.values():
+            c.close()
+        if self.ctl is not None:
+            try:
+                self.sim("stop")
+            except Exception:
+                pass
+            self.ctl.close(linger=0)
+        self.procs.stop_all(grace_s=10)
+        self.ctx.term()
+
+
+def wait(cond, what, stack, limit=20.0, step=0.05):
+    t0 = time.monotonic()
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if stack.watch is not None:
+            stack.watch.pump()
+        value = cond()
+        if value:
+            if os.environ.get("ACD_E2E_TIMES"):         # where the run's time goes
+                print(f"  {time.monotonic() - t0:6.2f} s  {what if isinstance(what, str) else '...'}")
+            return value
+        dead = stack.procs.dead()
+        if dead:
+            pytest.fail(f"{', '.join(c.name for c in dead)} exited while waiting for {what}\n"
+                        f"{stack.logs()}")
+        time.sleep(step)
+    if callable(what):
+        what = what()
+    pytest.fail(f"timed out waiting for {what}\n{stack.logs()}")
+
+
+class Watch:
+    """Every event the watcher (an observer) sees, in seq order."""
+
+    def __init__(self, client):
+        self.client = client
+        self.items = []
+
+    def pump(self):
+        self.items += self.client.poll(10)
+
+    @property
+    def events(self):
+        from hotline_proto import cti_pb2
+        return [i for i in self.items if isinstance(i, cti_pb2.Event)
+                and i.name not in ("SystemStatus", "QueueStatistics")]
+
+    def since(self, mark):
+        return [e for e in self.events if e.seq > mark]
+
+    def mark(self):
+        from hotline_proto import cti_pb2
+        return max((i.seq for i in self.items if isinstance(i, cti_pb2.Event)
+                    and i.name != "SystemStatus"), default=0)
+
+    def find(self, mark, name, **fields):
+        for e in self.since(mark):
+            if e.name == name and all(getattr(e, k) == v for k, v in fields.items()):
+                return e
+        return None
+
+
+def until(stack, mark, name, what="", limit=20.0, **fields):
+    return wait(lambda: stack.watch.find(mark, name, **fields),
+                what or f"{name} {fields}", stack, limit=limit, step=0.02)
+
+
+def story(stack, mark, call_id, agents=()):
+    """(name, device or agent state) of the events about `call_id` or `agents`, in order."""
+    out = []
+    for e in stack.watch.since(mark):
+        if e.agent_state and e.agent in agents:
+            out.append((e.name, f"{e.agent}:{e.agent_state}"))
+        elif e.call_id == call_id and not e.agent_state:
+            out.append((e.name, e.device))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(str(tmp_path_factory.mktemp("acd-e2e")))
+    s.start()
+    try:
+        from hotline_proto import cti_pb2
+        watcher = s.client("watcher")
+
+        def up():
+            try:
+                r = watcher.request(cti_pb2.Request(system_status=cti_pb2.SystemStatus()), timeout_s=1.0)
+            except Exception:
+                return False
+            return r.ok and r.status.get("cardd.node1") == "up"
+        wait(up, "ctid up with cardd node1 in step", s, limit=40)
+        s.watch = Watch(watcher)
+        wait(lambda: watcher.last_heartbeat, "the subscription", s)
+        wait(lambda: s.sim("pri", span=PRI_SPAN, action="_check_dchannel_up"),
+             "the PRI D-channel up", s)
+        for ch in (1, 2, 3, 4):                   # agents answer 0.5 s into the first ring
+            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
+        yield s
+    finally:
+        s.stop()
+
+
+def tts_file(stack, text):
+    from ivr.tts import Tts
+    return str(Tts(f"{stack.d}/run/acd/tts-cache").path_for(text, "zh"))
+
+
+def test_agents_log_in_and_bad_requests_get_clear_errors(stack):
+    mark = stack.mark()
+    r = stack.agent("agent1", "1001", "login", device="ext:8001")
+    assert r.status["agent_state"] == "ready"
+    # an agent controls only themselves (the CTI scope), and says so
+    r = stack.agent("agent1", "1002", "login", device="ext:8002", ok=False)
+    assert r.error == "refused: agent: agent '1002' is not agent1's to control"
+    stack.agent("admin", "1002", "login", device="ext:8002")
+    stack.agent("admin", "1003", "login", device="8004")
+    stack.agent("sup", "9001", "login", device="ext:8003", reason="not_ready")
+    bad = [("admin", "1009", "ready", "", "", "unknown agent '1009'"),
+           ("admin", "1003", "login", "ext:8004", "", "'login' is not allowed in state 'ready'"),
+           ("admin", "1003", "logout", "", "", None),
+           ("admin", "1003", "ready", "", "", "'ready' is not allowed in state 'logged_off'"),
+           ("admin", "1003", "login", "trunk:node1/5", "", "trunk:node1/5 is not an extension"),
+           ("admin", "1003", "login", "ext:8001", "", "already has agent '1001' logged in"),
+           ("admin", "", "status", "queue:nope", "", "unknown queue 'nope'"),
+           ("sup", "1001", "supervise", "ext:8003", "listen", "not on a queue call"),
+           ("admin", "1001", "sing", "", "", "unknown agent action 'sing'"),
+           ("admin", "1003", "login", "ext:8004", "", None)]
+    for client, agent, action, device, reason, error in bad:
+        r = stack.agent(client, agent, action, device, reason, ok=error is None)
+        if error is not None:
+            assert not r.ok and error in r.error, (action, r.error)
+    until(stack, mark, "AgentLoggedOn", agent="9001")
+    until(stack, mark, "AgentReady", agent="1003")
+    states = [(e.name, e.agent, e.agent_state, e.device) for e in stack.watch.since(mark) if e.agent]
+    assert states[:6] == [
+        ("AgentLoggedOn", "1001", "not_ready", "ext:8001"), ("AgentReady", "1001", "ready", "ext:8001"),
+        ("AgentLoggedOn", "1002", "not_ready", "ext:8002"), ("AgentReady", "1002", "ready", "ext:8002"),
+        ("AgentLoggedOn", "1003", "not_ready", "ext:8004"), ("AgentReady", "1003", "ready", "ext:8004")]
+    assert ("AgentLoggedOn", "9001", "not_ready", "ext:8003") in states
+
+
+def test_a_pri_caller_queues_hears_music_and_the_position_then_an_agent_answers(stack):
+    from ctid.acd_service.audio import PHRASES
+    from ivr.speech import say_number
+    music = f"{stack.d}/run/acd/moh-default.wav"
+    words = [PHRASES["zh"][0], say_number(1).text, PHRASES["zh"][1], PHRASES["zh"][2],
+             say_number(3).text, PHRASES["zh"][3]]
+    # ctid renders the announcement's fragments at start, off the call path
+    wait(lambda: all(os.path.isfile(tts_file(stack, w)) for w in words), "the TTS fragments",
+         stack, limit=60, step=0.2)
+    stack.agent("agent1", "1001", "not_ready", reason="break")
+    stack.agent("admin", "1002", "not_ready", reason="meeting")
+    mark = stack.mark()
+    stack.sim("record", channels=[33])
+    stack.pri_call(33, "12345", "13800138000")
+    queued = until(stack, mark, "Queued", device="queue:hotline")
+    call = queued.call_id
+    assert queued.calling == "13800138000" and queued.data["dnis"] == "12345"
+    assert queued.data["queue_position"] == "1" and queued.data["expected_wait_s"] == "180"
+
+    def heard(file, **args):
+        stack.sim("save", channel=33, path=f"{stack.d}/heard-33.npy")     # for a failure report
+        return stack.sim("measure", channel=33, args={"file": file, **args})["prompt_at"] >= 0
+    wait(lambda: heard(music, head_s=0.9), "the caller hearing the music", stack,
+         limit=10, step=0.5)
+    # "您现在排在第" "一" ... : the caller's place, spoken (the expected wait follows)
+    wait(lambda: heard(tts_file(stack, words[0])) and heard(tts_file(stack, words[1])),
+         "the caller hearing '您现在排在第一位'", stack, limit=15, step=0.5)
+
+    stack.agent("agent1", "1001", "ready")
+    until(stack, mark, "Established", device="ext:8001")
+    delivered = stack.watch.find(mark, "Delivered", device="ext:8001")
+    assert delivered.call_id == call and delivered.agent == "1001"
+    assert delivered.data["ani"] == "13800138000" and delivered.data["queue"] == "hotline"
+    until(stack, mark, "AgentBusy", agent="1001", agent_state="busy")
+    assert story(stack, mark, call, ["1001"]) == [
+        ("Queued", "queue:hotline"),
+        ("AgentReady", "1001:ready"), ("AgentBusy", "1001:reserved"),
+        ("Delivered", "ext:8001"), ("AgentBusy", "1001:ringing"),
+        ("Established", "ext:8001"), ("AgentBusy", "1001:busy")]
+    stack.do(1, "on_hook")                          # the agent ends the call
+    cleared = until(stack, mark, "CallCleared", call_id=call)
+    until(stack, cleared.seq, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
+    assert story(stack, mark, call, ["1001"])[-5:] == [
+        ("ConnectionCleared", "ext:8001"), ("ConnectionCleared", "trunk:node1/33"),
+        ("CallCleared", ""), ("AgentWorkingAfterCall", "1001:after_call_work"),
+        ("AgentReady", "1001:ready")]
+
+
+def test_ring_no_answer_moves_an_analog_caller_to_the_next_agent(stack):
+    stack.sim("set", channel=1, attr="answer_after_rings", value=None)
+    try:
+        # The phone takes rings less than 6 s apart for one call (and listens for caller
+        # ID only at a call's first ring); 8001 will ring about 2 s after the CO line does.
+        wait(lambda: stack.get(1, "tick") - stack.get(1, "_last_ring_edge") >= 4.2 / 0.02,
+             "8001 quiet long enough for a new call", stack)
+        mark = stack.mark()
+        stack.do(5, "ring", caller_id="13911112222")
+        delivered = until(stack, mark, "Delivered", device="ext:8001", limit=20)
+        call = delivered.call_id
+        stack.agent("admin", "1002", "ready")            # 1002 is free from now on
+        wait(lambda: stack.get(1, "caller_id") == "13911112222",
+             lambda: f"8001 showing the caller: {stack.do(1, 'describe')}", stack)
+        until(stack, mark, "AgentNotReady", agent="1001", what="ring no answer after 3 s")
+        until(stack, mark, "Established", device="ext:8002")
+        wait(lambda: not stack.get(1, "ringing"), "8001 no longer ringing", stack, limit=6)
+        assert stack.watch.find(mark, "AgentNotReady", agent="1001").reason == "rona"
+        assert story(stack, mark, call, ["1001"]) == [
+            ("Queued", "queue:hotline"), ("AgentBusy", "1001:reserved"), ("Delivered", "ext:8001"),
+            ("AgentBusy", "1001:ringing"), ("AgentNotReady", "1001:not_ready"),
+            ("ConnectionCleared", "ext:8001"), ("Queued", "queue:hotline"),
+            ("Delivered", "ext:8002"), ("Established", "ext:8002")]
+        stack.do(2, "on_hook")
+        until(stack, mark, "CallCleared", call_id=call)
+    finally:
+        stack.sim("set", channel=1, attr="answer_after_rings", value=1)
+    stack.agent("agent1", "1001", "ready")
+
+
+def test_a_transfer_from_an_agent_keeps_the_wrap_up_rules(stack):
+    from hotline_proto import cti_pb2
+    until(stack, 0, "AgentReady", agent="1002")
+    wait(lambda: stack.agent("admin", "1002", "status").status["agent_state"] == "ready",
+         "1002 out of wrap-up", stack)
+    stack.agent("admin", "1002", "not_ready")
+    mark = stack.mark()
+    stack.pri_call(34, "12345", "13700137000")
+    est = until(stack, mark, "Established", device="ext:8001")
+    call = est.call_id
+    stack.agent("admin", "1002", "ready")
+    m2 = stack.mark()
+    r = stack.client("agent1").request(cti_pb2.Request(single_step_transfer=cti_pb2.SingleStepTransfer(
+        call_id=call, device="ext:8001", to="8002")), timeout_s=10)
+    assert r.ok, r.error
+    stack.do(1, "on_hook")
+    until(stack, m2, "Established", device="ext:8002")
+    until(stack, m2, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
+    assert stack.agent("admin", "1002", "status").status["agent_state"] == "busy"
+    assert story(stack, m2, call, ["1001", "1002"]) == [
+        ("Transferred", "ext:8001"), ("Delivered", "ext:8002"),
+        ("AgentBusy", "1002:busy"),                          # 1002 takes the call
+        ("AgentWorkingAfterCall", "1001:after_call_work"),   # 1001's talk is over
+        ("Established", "ext:8002"),
+        ("AgentReady", "1001:ready")]                        # 1001's wrap-up ends
+    stack.do(2, "on_hook")
+    cleared = until(stack, m2, "CallCleared", call_id=call)
+    until(stack, cleared.seq, "AgentReady", agent="1002", what="1002 ready after the wrap-up")
+    assert story(stack, m2, call, ["1002"])[-5:] == [
+        ("ConnectionCleared", "ext:8002"), ("ConnectionCleared", "trunk:node1/34"),
+        ("CallCleared", ""), ("AgentWorkingAfterCall", "1002:after_call_work"),
+        ("AgentReady", "1002:ready")]
+
+
+def test_a_returning_caller_gets_the_agent_who_served_them(stack):
+    # 13911112222 was answered by 1002 (after ring no answer); 1001 has been idle longer
+    mark = stack.mark()
+    stack.pri_call(35, "12345", "13911112222")
+    first = until(stack, mark, "Established", device="ext:8002")
+    stack.pri_call(36, "12345", "13622223333")
+    second = until(stack, mark, "Established", device="ext:8001")
+    assert first.calling == "13911112222" and second.calling == "13622223333"
+    stack.do(1, "on_hook")
+    stack.do(2, "on_hook")
+    until(stack, mark, "CallCleared", call_id=first.call_id)
+    until(stack, mark, "CallCleared", call_id=second.call_id)
+
+
+def test_overflow_to_another_queue(stack):
+    stack.agent("agent1", "1001", "not_ready", reason="training")
+    wait(lambda: stack.agent("admin", "1002", "status").status["agent_state"] == "ready",
+         "1002 out of wrap-up", stack)
+    stack.agent("admin", "1002", "not_ready", reason="training")
+    mark = stack.mark()
+    stack.pri_call(37, "12346", "13500135000")
+    queued = until(stack, mark, "Queued", device="queue:triage")
+    call = queued.call_id
+    until(stack, mark, "Established", device="ext:8004", limit=15)
+    diverted = stack.watch.find(mark, "Diverted", call_id=call)
+    assert diverted.device == "queue:triage" and diverted.reason == "overflow (wait) to queue:backup"
+    assert story(stack, mark, call, ["1003"])[:7] == [
+        ("Queued", "queue:triage"), ("Diverted", "queue:triage"),
+        ("AgentBusy", "1003:reserved"), ("Delivered", "ext:8004"), ("AgentBusy", "1003:ringing"),
+        ("Established", "ext:8004"), ("AgentBusy", "1003:busy")]
+    waited = diverted.time - queued.time
+    assert 1.95 <= waited <= 3.0, waited
+    stack.do(4, "on_hook")
+    until(stack, mark, "CallCleared", call_id=call)
+    stack.agent("agent1", "1001", "ready")
+    stack.agent("admin", "1002", "ready")
+
+
+def test_a_supervisor_whisper_is_heard_by_the_agent_and_not_by_the_caller(stack):
+    mark = stack.mark()
+    stack.pri_call(38, "12345", "13300133000")
+    est = until(stack, mark, "Established", device="ext:8001")
+    call = est.call_id
+    # an agent may not listen in on anyone: scope
+    r = stack.agent("agent1", "1002", "supervise", device="ext:8001", reason="listen", ok=False)
+    assert r.error == "refused: agent: agent '1002' is not agent1's to control"
+    r = stack.agent("sup", "1001", "supervise", device="ext:8003", reason="whisper")
+    assert r.call_id == call
+    sup = until(stack, mark, "Established", device="ext:8003")
+    assert sup.call_id != call and sup.data["supervise"] == call and sup.data["mode"] == "whisper"
+    time.sleep(0.3)                                 # the conference is set up on the next tick
+
+    def speak(channel, hz):
+        stack.sim("record", channels=[38, 1, 3])
+        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
+        time.sleep(1.4)
+        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (38, 1, 3)}
+
+    heard = speak(3, 1400.0)                        # the supervisor whispers
+    assert heard[1] > -20.0, heard                  # the agent hears it
+    assert heard[38] < -50.0, heard                 # the caller does not
+    stack.agent("sup", "1001", "supervise", device="ext:8003", reason="barge")
+    time.sleep(0.2)
+    heard = speak(3, 1400.0)
+    assert heard[1] > -20.0 and heard[38] > -20.0, heard     # barge: both hear the supervisor
+    heard = speak(1, 1000.0)                        # the agent talks: the supervisor hears it
+    assert heard[38] > -20.0 and heard[3] > -20.0, heard
+    stack.do(3, "on_hook")                          # the supervisor leaves
+    until(stack, mark, "CallCleared", call_id=sup.call_id)
+    time.sleep(0.2)
+    heard = speak(1, 1000.0)                        # caller and agent are bridged again
+    assert heard[38] > -20.0, heard
+    stack.do(1, "on_hook")
+    until(stack, mark, "CallCleared", call_id=call)
+
+
+def test_figures_reach_cti_clients_metrics_and_the_queue_log(stack):
+    from ctid.storage import Store
+    from hotline_proto import cti_pb2
+
+    def stats():
+        stack.watch.pump()
+        got = [i for i in stack.watch.items if isinstance(i, cti_pb2.Event)
+               and i.name == "QueueStatistics" and i.device == "queue:hotline"]
+        return got and int(got[-1].data["answered"]) >= 6 and got[-1]
+    last = wait(stats, "QueueStatistics for the hotline", stack, limit=10)
+    assert last.data["abandoned"] == "0" and last.data["service_level"] != ""
+    assert int(last.data["agents.ready"]) + int(last.data["agents.after_call_work"]) >= 1
+    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics",
+                                  timeout=5).read().decode()
+    assert 'hotline_ctid_acd_queue_events_total{event="rona",queue="hotline"} 1.0' in text
+    assert 'hotline_ctid_acd_queue_events_total{event="overflowed",queue="triage"} 1.0' in text
+    assert 'hotline_ctid_acd_queue_events_total{event="transferred",queue="hotline"} 1.0' in text
+    assert 'hotline_ctid_acd_waiting{queue="hotline"} 0.0' in text
+    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
+    try:
+        def rows():
+            got = {r["event"] for r in store.rows("queue_log")}
+            return {"ENTERQUEUE", "CONNECT", "RINGNOANSWER", "TRANSFER", "OVERFLOW", "SUPERVISE",
+                    "COMPLETE", "AGENTLOGIN"} <= got and got
+        wait(rows, "the queue log in SQLite", stack, limit=10)
+        cdrs = store.cdrs()
+        assert {c["outcome"] for c in cdrs} >= {"answered"}
+        assert any(leg["device"] == "queue:hotline" for c in cdrs for leg in c["legs"])
+    finally:
+        store.close()
