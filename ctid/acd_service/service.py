@@ -189,11 +189,27 @@ class AcdService:
                         reason=f"no queue {name!r}")
             model.clear_call(out, call, CAUSE_UNALLOCATED, now)
             return
-        self.enqueue(model, out, call, origin, name, now)
+        self.enqueue(model, out, call, origin, name, now, self._priority(call))
+
+    def _priority(self, call: Call):
+        """A priority the IVR set (call data queue_priority: a level > 0 or a class name);
+        None lets the ACD's policy decide (VIP numbers, repeat callers)."""
+        text = call.data.get("queue_priority", "").strip()
+        if not text or text == "0":
+            return None
+        value = int(text) if text.isdigit() else text
+        try:
+            self.acd.policy.level_of(value)
+        except AcdError as e:
+            log.warning("call %s: queue_priority ignored: %s", call.id, e)
+            return None
+        return value
 
     def enqueue(self, model: CallModel, out: Out, call: Call, origin: Device, queue: str,
                 now: float, priority=None) -> None:
-        """Put `call`, whose caller is on `origin`, into `queue` (routing, or the IVR)."""
+        """Put `call`, whose caller is on `origin`, into `queue` (routing, or the IVR).
+        A service that already answered the caller's trunk says so in the call model's own
+        marker, call.data["answered_trunk"]; otherwise the trunk is answered here."""
         now = self._now(now)
         if call.id in self.calls:
             raise RequestError(f"call {call.id} is already in queue {self.calls[call.id].queue!r}")
@@ -741,7 +757,8 @@ class AcdService:
         if sitting is not None and not getattr(self.agent_settings.get(sitting), "supervisor", False):
             raise RequestError(f"supervise: agent {sitting!r} at {dev.id} is not a supervisor")
         st = self.calls.get(a.call) if a.call else None
-        if st is None or not st.agent_device:
+        if st is None or not st.agent_device or a.state != "busy":
+            # (on hold, the caller hears the hold tone: nobody to listen to)
             raise RequestError(f"supervise: agent {a.id!r} is {a.state}, not on a queue call")
         nodes = {model.devices[d].channel.node for d in (st.caller, st.agent_device, dev.id)}
         if len(nodes) > 1:

@@ -424,3 +424,34 @@ def test_without_a_queue_service_a_queue_route_fails_and_other_kinds_reach_their
     assert Ivr.routed == [("C2", "trunk:n/5", "menu", "2")]
     with pytest.raises(ValueError, match="already have a service"):
         model.add_service("ivr", Ivr())
+
+
+def test_a_priority_set_by_the_ivr_puts_the_caller_first(tmp_path):
+    b = Bench(tmp_path)
+    b.agent(1, "1001", "not_ready")
+    b.agent(1, "1002", "not_ready")
+    first = b.incoming(2, "13800138000")
+    # a second caller, handed over by the IVR with a priority (the IVR answered the line)
+    call = b.model.new_call(b.at(3), calling="13900139000", called="12345")
+    trunk = b.model.devices["trunk:node1/6"]
+    b.model.connect(call, trunk.id, ConnState.CONNECTED, b.now, "caller")
+    call.data.update({"answered_trunk": trunk.id, "queue_priority": "5"})
+    out = b.model.tick(b.at(3))             # (an output to carry the IVR's hand-over)
+    b.model.deliver(out, call, trunk, "queue:hotline", "12345", b.now)
+    assert (6, "answer") not in cmds(out)   # already answered by the IVR
+    assert [e.data["queue_position"] for e in out.events if e.name == "Queued"] == ["1"]
+    out = b.agent(4, "1001", "ready") and b.last
+    assert cmd(out, 1, "ring").ring.caller_id == "13900139000"    # ahead of the first caller
+    assert b.svc.acd.position(first) == 1
+
+
+def test_no_supervising_an_agent_whose_caller_is_on_hold(tmp_path):
+    b = Bench(tmp_path)
+    call = b.incoming(2, "13800138000")
+    b.answer(3, 1)
+    b.request(5, hold_call=cti_pb2.CallRef(call_id=call, device="ext:8001"))
+    assert b.svc.acd.agents["1001"].state == "on_hold"
+    with pytest.raises(RequestError, match="agent '1001' is on_hold, not on a queue call"):
+        b.agent(6, "1001", "supervise", device="ext:8003", reason="listen")
+    b.request(7, retrieve_call=cti_pb2.CallRef(call_id=call, device="ext:8001"))
+    assert b.agent(8, "1001", "supervise", device="ext:8003", reason="listen").ok
