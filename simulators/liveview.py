@@ -4,7 +4,8 @@ A director in the world's tick: it follows cardd's events on its own subscriptio
 cardd for status (channel states, calls, numbers) once a second, and redraws a table of
 channels with what the far side is doing and the most recent events: in place on a
 terminal, as plain appended text every few seconds otherwise. Redrawing is paced by the
-wall clock (it is for people); everything it counts comes from events.
+wall clock (it is for people); everything it counts comes from events. Given a CTI client
+(ctid running), it shows ctid's side too (simulators.ctiview).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import TextIO
 from hotline_proto import cardd_pb2
 
 from .carddclient import CarddClient
+from .ctiview import CtiPanel
 from .scenario import SeenEvent
 
 STATUS_ID_BASE = 1 << 41
@@ -25,8 +27,9 @@ CLEAR = "\x1b[H\x1b[2J"
 class LiveView:
     def __init__(self, client: CarddClient, world, title: str = "ctisim",
                  out: TextIO | None = None, tty: bool | None = None,
-                 interval_s: float | None = None):
+                 interval_s: float | None = None, cti=None):
         self.client = client
+        self.cti = CtiPanel(cti) if cti is not None else None
         self.world = world
         self.title = title
         self.out = out or sys.stdout
@@ -53,6 +56,8 @@ class LiveView:
         for reply in self.client.poll_replies():
             if reply.id == self._status_id and reply.ok:
                 self.status = reply
+        if self.cti is not None:
+            self.cti.poll()
         if tick >= self._next_status:
             self._status_id += 1
             self.client.send(cardd_pb2.Command(id=self._status_id, status=cardd_pb2.Status()))
@@ -110,6 +115,9 @@ class LiveView:
         lines.append("")
         lines.append("recent events:")
         lines += [f"  {ev}" for ev in self.recent] or ["  (none yet)"]
+        if self.cti is not None:
+            lines.append("")
+            lines += self.cti.render()
         return "\n".join(lines)
 
     # ---- the end --------------------------------------------------------------------------
@@ -117,7 +125,8 @@ class LiveView:
         return {"calls": len(self.calls), "answered": self.counts["answered"],
                 "incoming": self.counts["incoming"], "digits": self.counts["digit"],
                 "cleared": self.counts["cleared"], "events": self.counts["events"],
-                "seq_gaps": self.gaps, "first_seq": self.first_seq, "last_seq": self.last_seq}
+                "seq_gaps": self.gaps, "first_seq": self.first_seq, "last_seq": self.last_seq,
+                "cti": self.cti.summary() if self.cti is not None else None}
 
 
 def far_side(actor) -> str:
