@@ -11,10 +11,11 @@
     ctisim serve --config cardd.toml [--backend sim|dahdi] [--clock realtime|fast]
         The virtual cards (idle phones and CO lines) for a cardd started separately, at the
         endpoints the configuration names, until interrupted.
-    ctisim demo [--seconds N] [--backend sim|dahdi]
-        Cards, cardd and the demo scenario (etc/ctisim/scenarios/demo.yaml) in real time
-        with a live view; stops after N seconds (or $DEMO_SECONDS; otherwise at Ctrl-C)
-        and prints a summary.
+    ctisim demo [--seconds N] [--backend sim|dahdi] [--scenario FILE]
+        Cards, cardd, ctid (when in the tree; for scenarios without client rules) and the
+        demo scenario (etc/ctisim/scenarios/demo-ctid.yaml with ctid, demo.yaml without) in
+        real time with a live view; stops after N seconds (or $DEMO_SECONDS; otherwise at
+        Ctrl-C) and prints a summary.
     ctisim bench [--ports N] [--seconds S]
         Prints the world's cost per tick with every port busy and the simwire's lockstep
         round trip.
@@ -39,6 +40,7 @@ from drivers.backends.base import PortInfo, PortKind, SpanInfo
 from .cards import Frontend, VirtualCards
 from .carddclient import CarddClient
 from .clock import Clock
+from .ctid_demo import ctid_available, start_ctid
 from .procs import ProcessGroup, on_termination, source_root
 from .scenario import (Duration, Failure, Scenario, ScenarioError, ScenarioRun,
                        check_against_cards, load_scenario)
@@ -47,14 +49,15 @@ from .actors.r2_co import span_actors as r2_span_actors
 from .simwire import SimwireFrontend
 from .world import World
 
-DEMO_SCENARIO = os.path.join(source_root(), "etc", "ctisim", "scenarios", "demo.yaml")
+DEMO_SCENARIO = os.path.join(source_root(), "etc", "ctisim", "scenarios",
+                             "demo-ctid.yaml" if ctid_available() else "demo.yaml")
 BACKENDS = ("sim", "dahdi")
 FOREVER = Duration(ticks=1 << 40, text="until interrupted")
 
 # Daemons the demo starts besides cardd: callables taking the running Stack (ctid, the
 # recorder... add themselves here; each starts its process with stack.procs and may add a
 # director to stack.world).
-DEMO_DAEMONS: list[Callable[["Stack"], None]] = []
+DEMO_DAEMONS: list[Callable[["Stack"], None]] = [start_ctid] if ctid_available() else []
 
 
 # ---- cardd's configuration, made private to one run -------------------------------------
@@ -369,12 +372,15 @@ def cmd_demo(args) -> int:
         stack.start()
         for start_daemon in DEMO_DAEMONS:
             start_daemon(stack)
+        cti = getattr(stack, "cti", None)            # ctid's CTI client, when ctid runs
         view = LiveView(CarddClient(stack.cfg.events_endpoint, stack.cfg.commands_endpoint),
-                        stack.world, title=f"ctisim demo ({scenario.name})")
+                        stack.world, title=f"ctisim demo ({scenario.name})", cti=cti)
         stack.world.directors.append(view)
         limit = None if seconds is None else seconds + 30.0
         why, problems = run_stack(stack, stack.run.finished, limit)
         view.client.close()
+        if cti is not None:
+            cti.close()
         summary = view.summary()
         failures = [f for f in problems if f.what != "interrupted"] + stack.run.failures
         print()
@@ -383,6 +389,15 @@ def cmd_demo(args) -> int:
               f"{summary['incoming']}, answered {summary['answered']}, cleared {summary['cleared']}, "
               f"digits {summary['digits']}, events {summary['events']} "
               f"(seq {summary['first_seq']}..{summary['last_seq']}, {summary['seq_gaps']} gaps)")
+        if summary["cti"] is not None:
+            c = summary["cti"]
+            names = ", ".join(f"{n} {k}" for n, k in c["by_name"].items()) or "none"
+            print(f"ctid: {c['events']} CSTA events for {c['calls']} calls "
+                  f"({c['lost']} lost): {names}")
+        gate = getattr(stack, "gate", None)
+        if gate is not None and gate.gave_up:
+            print(f"  note: ctid never reported its cardd link up (status {gate.status}); "
+                  f"the scenario ran anyway")
         for f in failures:
             print(f"  note: {f.what}: {f.seen}")
         return 1 if any("exited" in f.what or "never" in f.what for f in problems) else 0
