@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 200             # node entries in one event: a runaway flow is stopped
 MAX_SUBFLOW_DEPTH = 8
+TERMINATOR_GRACE_S = 2.0    # after a full entry, a terminator key this soon belongs to it
 
 
 # ---- actions ----------------------------------------------------------------------------
@@ -273,6 +274,9 @@ class IvrSession:
         self._out: list[Action] = []
         self._playing = False            # a Play of ours is still running on cardd
         self._stale = 0                  # PromptDones still to come for replaced plays
+        self._pending_terminator: tuple[str, float] | None = None   # see _late_terminator
+        self._current_play: tuple = ((), False)
+        self._replayed = False
         self._barge = False
         self._last_done = (False, "")
         self._then: Callable[[], None] | None = None
@@ -353,9 +357,37 @@ class IvrSession:
             if self._stale > 0:
                 self._stale -= 1
                 return self._out
+            if kw.get("interrupted") and self._late_terminator(kw.get("digit", "")):
+                self._replay(stale=False)     # its key stopped the next prompt: play it again
+                return self._out
             self._playing = False
+        if event == "digit" and self._late_terminator(kw["digit"], consume=True):
+            if self.state is S.PLAYING and self._playing and self._barge and not self._replayed:
+                self._replay(stale=True)      # key before cardd's PromptDone
+            return self._out
         self._handle(event, **kw)
         return self._out
+
+    def _late_terminator(self, digit: str, consume: bool = False) -> bool:
+        """Is this the terminator a caller keys after an entry that was already full?
+
+        The prompt said "end with #": a caller who keys all the digits and then '#' must not
+        have that '#' barge into (and answer) the next prompt."""
+        pending = self._pending_terminator
+        if pending is None or digit != pending[0] or self.now > pending[1]:
+            return False
+        if consume:
+            self._pending_terminator = None
+        return True
+
+    def _replay(self, stale: bool) -> None:
+        prompts, barge_in = self._current_play
+        if stale:
+            self._stale += 1
+        self._replayed = True
+        self._emit(Play(prompts, barge_in))
+        self._playing = True
+        self._node_deadline = self.now + self.flow.prompt_guard_s
 
     def _due(self, now: float) -> bool:
         d = self.deadline
@@ -476,6 +508,8 @@ class IvrSession:
         if self._playing:
             self._stale += 1                 # cardd reports the replaced play as done
         self._emit(Play(prompts, barge_in))
+        self._current_play = (prompts, barge_in)
+        self._replayed = False
         self._playing = True
         self._barge = barge_in
         self._then = then
@@ -647,6 +681,9 @@ class IvrSession:
 
     def _collect_finish(self, reason: str) -> None:
         spec, digits = self._collect, self._digits
+        if reason == "max" and spec.terminator:
+            self._pending_terminator = (spec.terminator,
+                                        self.now + min(spec.inter_digit_s, TERMINATOR_GRACE_S))
         if len(digits) < spec.min or (spec.pattern is not None and not spec.pattern.fullmatch(digits)):
             self._collect_fail("invalid")
             return

@@ -513,3 +513,24 @@ def test_branch_conditions(tmp_path):
     assert cause(t=at(2026, 12, 25, 12, 0)) == 2
     assert cause(ani="01062345678") == 3
     assert cause(level="3") == 4 and cause(level="2.5") == 5 and cause(level="high") == 5
+
+
+def test_170_hash_after_a_full_number_does_not_barge_into_the_pin_prompt():
+    """The prompt says "end with #": a caller who keys all 11 digits and then '#' must hear
+    the PIN prompt, not have the '#' stop it and count as an empty PIN."""
+    c = Caller("bill170")
+    c.start()
+    c.done()
+    c.done()
+    ask_pin = Play((P("bill170", "ask_pin"),), True)
+    assert c.keys("13800138000")[-1] == ask_pin
+    # cardd stopped the PIN prompt at the '#' key-down and reports that before the digit
+    assert c.done(after=0.3, interrupted=True, digit="#") == [ask_pin]   # played again
+    assert c.keys("#", gap=0.0) == []                                    # and the key is spent
+    assert c.done() == []
+    assert c.keys("123456") == [bill_lookup()]
+    # a '#' long after the full entry is an ordinary key again
+    d = Caller("bill170")
+    d.start(), d.done(), d.done()
+    d.keys("13800138000")
+    assert d.done(after=5.0, interrupted=True, digit="#") == []       # barge-in as usual
