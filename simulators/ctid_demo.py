@@ -175,9 +175,14 @@ def start_ctid(stack) -> None:
         print(f"ctisim: {stack.scenario.name} has client rules (it is the application): "
               "ctid not started")
         return
+    from ctid.config import ConfigError
+
     from .ctisim import free_tcp_port
-    setup = private_ctid_config(stack.workdir, stack.cfg.events_endpoint,
-                                stack.cfg.commands_endpoint, free_tcp_port())
+    try:
+        setup = private_ctid_config(stack.workdir, stack.cfg.events_endpoint,
+                                    stack.cfg.commands_endpoint, free_tcp_port())
+    except ConfigError as e:                  # the user's ctid.toml, with file and line
+        raise ValueError(f"ctid's configuration refused:\n{e}") from None
     stack.procs.python_module("ctid", "ctid.daemon", ["--config", setup.config_path],
                               cwd=stack.workdir)
     stack.ctid = setup

@@ -370,8 +370,12 @@ def cmd_demo(args) -> int:
             print(f"ctisim: cannot start the demo: {e}", file=sys.stderr)
             return 2
         stack.start()
-        for start_daemon in DEMO_DAEMONS:
-            start_daemon(stack)
+        try:
+            for start_daemon in DEMO_DAEMONS:
+                start_daemon(stack)
+        except (ValueError, OSError) as e:
+            print(f"ctisim: cannot start the demo: {e}", file=sys.stderr)
+            return 2
         cti = getattr(stack, "cti", None)            # ctid's CTI client, when ctid runs
         view = LiveView(CarddClient(stack.cfg.events_endpoint, stack.cfg.commands_endpoint),
                         stack.world, title=f"ctisim demo ({scenario.name})", cti=cti)
