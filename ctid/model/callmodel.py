@@ -319,7 +319,15 @@ class CallModel:
         conn = call.connection(device.id)
         if conn is None or conn.state != ConnState.INITIATED or call.called:
             return                      # digits in a connected call are the far end's business
-        party.digits += event.digit.digit
+        digit = event.digit.digit
+        if not party.digits and device.channel is not None:
+            # ctid now owns digit collection (its dial plan knows when a number is complete):
+            # a media command tells the line to stop its own inter-digit timer.
+            self._cmd(out, device, stop_media=cardd_pb2.StopMedia())
+        if digit == "#" and party.digits:
+            self._route_digits(out, device, call, now, complete=True)   # '#' ends dialling
+            return
+        party.digits += digit
         self._route_digits(out, device, call, now, complete=False)
 
     def _route_digits(self, out, device, call, now, complete):

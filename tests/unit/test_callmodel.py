@@ -123,3 +123,15 @@ def test_bad_requests_are_refused_clearly():
     cid = out.events[0].call_id
     with pytest.raises(RequestError, match="alerting in call"):
         m.request(cti_pb2.Request(hold_call=cti_pb2.CallRef(call_id=cid, device="ext:8001")), T0)
+
+
+def test_hash_ends_an_open_ended_number_and_ctid_owns_digit_collection():
+    m = model()
+    m.channel_event("node1", chev(1, off_hook=cardd_pb2.OffHook()), T0)
+    out = m.channel_event("node1", chev(1, digit=cardd_pb2.Digit(digit="9")), T0 + 1)
+    assert cmds(out) == [(1, "stop_media")]      # the line leaves collection to ctid
+    for d in "138":
+        out = m.channel_event("node1", chev(1, digit=cardd_pb2.Digit(digit=d)), T0 + 2)
+        assert cmds(out) == [] and names(out) == []
+    out = m.channel_event("node1", chev(1, digit=cardd_pb2.Digit(digit="#")), T0 + 3)
+    assert names(out) == ["Originated"] and out.commands[0][1].dial.number == "138"
