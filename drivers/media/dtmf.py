@@ -56,11 +56,12 @@ class DtmfParams:
     min_level_dbm0: float = -42.0     # per tone
     max_twist_high_db: float = 6.5    # high group above low (must accept 4 dB)
     max_twist_low_db: float = 10.5    # low group above high (must accept 8 dB)
-    max_freq_dev: float = 0.020       # relative (accept 1.5 %, reject 3.5 %)
-    min_energy_ratio: float = 0.90    # tones (+ dial tone) / all energy in the window
+    max_freq_dev: float = 0.025       # relative (accept 1.5 %, reject 3.5 %)
+    min_energy_ratio: float = 0.80    # tones (+ dial tone) / all energy in the window
+    strong_energy_ratio: float = 0.90  # ... in at least one window of a key
     relative_peak_db: float = 8.0     # peak over the rest of its group together
-    min_tone_ms: float = 31.0         # estimated tone length (accept 40 ms, reject 23 ms)
-    min_hits: int = 4                 # windows that recognised the key
+    min_tone_ms: float = 30.5         # estimated tone length (accept 40 ms, reject 23 ms)
+    min_hits: int = 3                 # windows that recognised the key
     end_gap_hops: int = 7             # 35 ms without the key ends it (10 ms breaks bridge)
     gate_ratio: float = 0.45          # gate: tones' share of the last window, uncorrected
     gate_peak: float = 0.3            # gate: the rest of a group against its peak
@@ -81,22 +82,23 @@ class WindowedDft:
     """Sub-block DFTs at a few frequencies for many rows, and windows built from them.
 
     ``push(x)`` takes one (rows, block) array. Then ``windows(sel)`` returns, for the rows
-    `sel` (all when None), ``(y, energy)``: ``y`` is complex64 (hops + 1, n, K) where
-    ``y[h + 1]`` is the window of `span` sub-blocks ending with sub-block ``h`` of this
-    block and ``y[0]`` the one before it, all phase-referenced to this block's start (so
-    the phase turn between consecutive windows is the tone's offset from the bin
-    frequency); ``energy`` (hops, n) is each of ``y[1:]``'s windows' sum of squares.
-    Window ``h`` starts ``sub * (h - span + 1)`` samples after the block's start.
+    `sel` (all when None), ``(y, energy)``: ``y`` is complex64 (before + hops, n, K) where
+    ``y[before + h]`` is the window of `span` sub-blocks ending with sub-block ``h`` of
+    this block and ``y[:before]`` the windows just before, all phase-referenced to this
+    block's start (so the phase turn between consecutive windows is the tone's offset from
+    the bin frequency); ``energy`` (hops, n) is each of this block's windows' sum of
+    squares. Window ``h`` starts ``sub * (h - span + 1)`` samples after the block's start.
     ``last_window()`` is the last window's DFT and energy for all rows.
     """
 
     def __init__(self, rows: int, freqs, rate: int = RATE, block: int = 160,
-                 sub: int = SUB, span: int = SPAN):
+                 sub: int = SUB, span: int = SPAN, before: int = 1):
         if rows < 1:
             raise ValueError(f"rows must be >= 1, not {rows}")
         if block % sub or block <= 0:
             raise ValueError(f"block ({block}) must be a positive multiple of {sub} samples")
         self.rows, self.block, self.sub, self.span = rows, block, sub, span
+        self.before = before
         self.hops = hops = block // sub
         self.n = sub * span
         self.freqs = np.asarray(freqs, dtype=np.float64)
@@ -108,17 +110,18 @@ class WindowedDft:
         basis[..., 0::2] = np.cos(ph)          # interleaved so the product views as complex
         basis[..., 1::2] = -np.sin(ph)
         self._basis = basis
+        self._keep = keep = span + before - 1          # sub-blocks kept from earlier blocks
         # Previous block's sub-blocks -> this block's phase reference (full size: numpy
         # is much faster without a short broadcast inner loop).
         rot = np.exp(1j * w * block).astype(np.complex64)
-        self._rot = np.ascontiguousarray(np.broadcast_to(rot, (span, rows, k)))
+        self._rot = np.ascontiguousarray(np.broadcast_to(rot, (keep, rows, k)))
         self._x = np.empty((rows, block), dtype=np.float32)
         self._sq = np.empty((rows, block), dtype=np.float32)
         self._ones = np.ones(sub, dtype=np.float32)
         self._esub = np.empty((rows, hops), dtype=np.float32)
-        # span history sub-blocks, then this block's: DFTs (as interleaved re/im) and energies.
-        self._h = np.zeros((span + hops, rows, 2 * k), dtype=np.float32)
-        self._e = np.zeros((span + hops, rows), dtype=np.float32)
+        # Kept sub-blocks, then this block's: DFTs (as interleaved re/im) and energies.
+        self._h = np.zeros((keep + hops, rows, 2 * k), dtype=np.float32)
+        self._e = np.zeros((keep + hops, rows), dtype=np.float32)
 
     def push(self, pcm: np.ndarray, sel: np.ndarray | None = None) -> None:
         """Take the next block: all rows, or only rows `sel` (pcm is then still the whole
@@ -126,7 +129,7 @@ class WindowedDft:
         if sel is not None:
             self._push_rows(pcm, sel)
             return
-        hops, s, rows, sub = self.hops, self.span, self.rows, self.sub
+        hops, s, rows, sub = self.hops, self._keep, self.rows, self.sub
         h, e = self._h, self._e
         hc = h.view(np.complex64)
         np.multiply(hc[hops:], self._rot, out=hc[:s])
@@ -140,7 +143,7 @@ class WindowedDft:
         e[s:] = self._esub.T
 
     def _push_rows(self, pcm: np.ndarray, sel: np.ndarray) -> None:
-        hops, s, sub, n = self.hops, self.span, self.sub, sel.size
+        hops, s, sub, n = self.hops, self._keep, self.sub, sel.size
         hc = self._h.view(np.complex64)
         hc[:s, sel] = np.take(hc[hops:], sel, axis=1) * self._rot[:, :n]
         self._e[:s, sel] = np.take(self._e[hops:], sel, axis=1)
@@ -160,16 +163,17 @@ class WindowedDft:
         return y, ew
 
     def windows(self, sel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        hops, s = self.hops, self.span
+        hops, s, nw = self.hops, self.span, self.hops + self.before
         hc = self._h.view(np.complex64)
         e = self._e
         if sel is not None:
             hc, e = np.take(hc, sel, axis=1), np.take(e, sel, axis=1)
-        y = hc[0:hops + 1] + hc[1:hops + 2]
-        ew = e[1:hops + 1] + e[2:hops + 2]
+        y = hc[0:nw] + hc[1:nw + 1]
+        first = self.before                              # energies: this block's windows
+        ew = e[first:nw] + e[first + 1:nw + 1]
         for j in range(2, s):
-            y += hc[j:hops + 1 + j]
-            ew += e[j + 1:hops + 1 + j]
+            y += hc[j:nw + j]
+            ew += e[first + j:nw + j]
         return y, ew
 
     def reset(self, row: int) -> None:
@@ -231,9 +235,14 @@ class DtmfDetector:
         # The other three frequencies of a group together stay relative_peak_db down.
         self._peak_sum = np.float32(1 + 10 ** (-p.relative_peak_db / 10))
         self._ratio = np.float32(p.min_energy_ratio)
+        self._strong = np.float32(p.strong_energy_ratio)
         self._phase_to_hz = np.float32(rate / (2 * np.pi * SUB))
         self._min_len = np.float32(p.min_tone_ms * rate / 1000)
-        self._edge_slack = max(0.0, (SUB - (1.0 - p.min_energy_ratio) * n) / 2)
+        # Edges are measured on the windows next to a key's first and last hits; when
+        # such a window shows too little of the tone to tell its key, the edge lies in the
+        # hop before it, on average at its middle: a slack of a quarter hop each side.
+        self._edge_slack = SUB / 4
+        self._min_span = self._min_len + n - 2 * self._edge_slack
         # Gate, on each block's last window: a key up to 2 % off frequency still passes.
         loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), n, rate))
         self._gate_level = np.float32((amin * n / 2 * loss) ** 2)
@@ -242,7 +251,7 @@ class DtmfDetector:
         self._dial_min = np.float32((dbm0_to_peak(-35.0) * n / 2) ** 2)   # 450 Hz worth removing
         self._group_sums = np.zeros((18, 3), dtype=np.float32)    # re^2 + im^2 summed
         self._group_sums[0:8, 0] = self._group_sums[8:16, 1] = self._group_sums[16:18, 2] = 1
-        self._group_sums_t = np.ascontiguousarray(self._group_sums.T)
+        self._sums = np.empty((rows, 3), dtype=np.float32)
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
@@ -253,7 +262,7 @@ class DtmfDetector:
         self._leak2 = (np.exp(-1j * (w0 + wk) * start) * dk(-w0 - wk))[:, None, :].astype(np.complex64)
         self._sample = 0
         # Per-row key state (see the state machine below).
-        self._idle = np.array([-1, 0, 0, 1, 0, 0, 0, 0, 0], dtype=np.float64)
+        self._idle = np.array([-1, 0, 0, 1, 0, 0, 0, 0, 0, 0, -1, 0, -1e18], dtype=np.float64)
         self._state = np.repeat(self._idle[:, None], rows, axis=1)
         self.keydown = np.zeros(rows, dtype=bool)        # a valid key is held (barge-in)
         self._group_base = np.array([0, 4], dtype=np.intp).reshape(2, 1, 1)
@@ -261,6 +270,9 @@ class DtmfDetector:
         self._flat_cache: dict[int, np.ndarray] = {}
         self._ended: list[tuple[np.ndarray, np.ndarray]] = []    # keys up, to report
         self._tail = np.zeros((rows, 2 * SUB), dtype=np.float32)   # last block's end
+        # Windows from SPAN - 1 on lie inside the block: preferred for the harmonics test.
+        self._inside = np.where(np.arange(self._hops) >= SPAN - 1, 1e9, 0).astype(
+            np.float32)[:, None]
         self._harmonic_tables(rate)
 
     # ---- per tick --------------------------------------------------------------------
@@ -282,32 +294,38 @@ class DtmfDetector:
         events: list[DtmfDigit] = []
         gate, dial = self._gate()
         tracking = self._state[self.CUR] >= 0
-        # A key whose tone has stopped (gap > 0) and whose row shows no key now cannot
-        # hit in this block except for a blip too short to matter: it only counts its gap.
-        fading = tracking & ~gate & (self._state[self.GAP] > 0)
+        # A key without a hit in the last three windows of the block before (its tone has
+        # stopped, or broke and would show again in this block's last window) and whose
+        # row shows no key now cannot hit in this block except for a blip too short to
+        # matter: it only counts its gap.
+        fading = tracking & ~gate & (self._state[self.GAP] >= 3)
         if fading.any():
-            self._fade(np.flatnonzero(fading), events)
+            self._fade(np.flatnonzero(fading))
         rows = np.flatnonzero(gate | (tracking & ~fading))
         if rows.size:
             y, ew = self._dft.windows(rows)
             under = np.flatnonzero(dial[rows])
             if under.size:
                 self._remove_dial_tone(y, under)
-            hit, key, amp, dev = self._classify(y, ew)
+            hit, key, amp, dev, strong = self._classify(y, ew)
             was_down = self.keydown[rows]
-            self._track(rows, hit, key, amp, t0, events)
+            self._track(rows, hit, key, amp, strong, t0)
             pos = np.flatnonzero(self.keydown[rows] & ~was_down)
             if pos.size:                               # keys accepted in this block
-                fresh = rows[pos]
-                h = (self._state[self.S_LAST, fresh].astype(np.int64) - t0) // SUB + SPAN - 1
-                self._check_harmonics(fresh, pcm, t0, dev[:, h, pos].T)
-            # The harmonics test may look back into this block from the next one.
+                # Test the block's best covered window of the key: its strongest hit,
+                # preferably one inside this block if that is about as strong.
+                a = hit[:, pos] * amp[:, pos]
+                full = a >= np.float32(0.9) * a.max(axis=0)
+                h = (full * (a + self._inside)).argmax(axis=0)
+                self._check_harmonics(rows[pos], pcm, t0, h, dev[:, h, pos].T)
+            # The harmonics test may look back into this block from the next one (only
+            # rows analysed now can be accepted there on a window reaching back).
             self._tail[rows] = pcm[rows, -2 * SUB:]
         if self._ended:
             self._emit(events)
         return events
 
-    def _fade(self, rows: np.ndarray, events: list) -> None:
+    def _fade(self, rows: np.ndarray) -> None:
         """Rows in a key's gap with nothing in this block: the gap grows by a block; at
         end_gap_hops the key ends (reported if it was down)."""
         gap = self._state[self.GAP, rows] + self._hops
@@ -330,7 +348,8 @@ class DtmfDetector:
         yw, ew = self._dft.last_window()
         sq = yw.view(np.float32) ** 2                              # (rows, 18)
         # Stage 1, every row (one small GEMM): each group's power, and the 450 Hz bin's.
-        low, high, p450 = self._group_sums_t @ sq.T                 # (3, rows)
+        sums = np.matmul(sq, self._group_sums, out=self._sums)      # (rows, 3)
+        low, high, p450 = sums[:, 0], sums[:, 1], sums[:, 2]
         weaker = np.minimum(low, high)
         gate = np.zeros(self.rows, dtype=bool)
         # Rows whose 450 Hz tone leaks enough into the DTMF bins to matter.
@@ -386,8 +405,7 @@ class DtmfDetector:
         bins = idx + self._group_base                             # 0..3 low, 4..7 high
         at = self._flat_index(hops, n, k) + bins
         yf = y.reshape(-1)
-        cur = yf[at + n * k]
-        turn = cur * np.conj(yf[at])
+        turn = yf[at + n * k] * np.conj(yf[at])
         dev = np.arctan2(turn.imag, turn.real)
         dev *= self._phase_to_hz
         okg &= np.abs(dev) <= self._tol_hz[bins]
@@ -400,12 +418,16 @@ class DtmfDetector:
         ok = okg[0] & okg[1]
         ok &= (ac <= self._twist_hi * ar) & (ac >= self._twist_lo * ar)
         a2 = ar * ar + ac * ac
-        ok &= a2 * np.float32(self._n / 2) + pw[8] * self._amp_scale >= self._ratio * ew
+        share = a2 * np.float32(self._n / 2) + pw[8] * self._amp_scale
+        ok &= share >= self._ratio * ew
         key = (4 * idx[0] + idx[1]).astype(np.int8)
-        return ok, key, np.sqrt(a2), dev
+        # A strong hit: the tones hold nearly all of the window (a key's full windows do,
+        # voices and instruments hardly ever); a key needs one.
+        strong = ok & (share >= self._strong * ew)
+        return ok, key, np.sqrt(a2), dev, strong
 
     def _flat_index(self, hops: int, n: int, k: int) -> np.ndarray:
-        """Flat index into y of each window (h, r) of y[0:hops], shaped (hops, n)."""
+        """Flat index into y of window (h, r) of y[0:hops], shaped (hops, n)."""
         cached = self._flat_cache.get(n)
         if cached is None:
             cached = self._flat_cache[n] = (np.arange(hops * n) * k).reshape(hops, n)
@@ -414,6 +436,7 @@ class DtmfDetector:
     # ---- talk-off guard: second harmonics, once per key ----------------------------------
     _GRID_HZ = 4.0                     # tone frequency grid for the harmonics test
     _GRID_STEPS = 11                   # +-44 Hz: beyond max_freq_dev of 1633 Hz
+    _OCTAVE_HZ = 8.0                   # a high tone this close to twice the low one
 
     def _harmonic_tables(self, rate: int) -> None:
         """For one window: DFT rows of each tone on a 4 Hz grid around its nominal
@@ -440,15 +463,16 @@ class DtmfDetector:
         self._leak_dial = _dirichlet_mean(w0 - both, n).astype(np.complex64).reshape(-1, 2)
         self._leak_dial_img = _dirichlet_mean(-w0 - both, n).astype(np.complex64).reshape(-1, 2)
 
-    def _check_harmonics(self, rows: np.ndarray, pcm: np.ndarray, t0: int,
+    def _check_harmonics(self, rows: np.ndarray, pcm: np.ndarray, t0: int, hop: np.ndarray,
                          dev: np.ndarray) -> None:
         """Rows whose key was just accepted: neither tone may carry a second harmonic
         (a voice or an instrument does, a DTMF sender does not), measured at twice each
-        tone's measured frequency, in the window of the key's last hit (a window the key
-        covers: the leak corrections assume steady tones)."""
+        tone's measured frequency, in window `hop` of this block (the key's strongest hit
+        here: the leak corrections assume a window the tones fill)."""
         m, n, steps = rows.size, self._n, 2 * self._GRID_STEPS + 1
-        buf = np.concatenate([self._tail[rows], pcm[rows]], axis=1)      # (m, 80 + block)
-        first = self._state[self.S_LAST, rows].astype(np.intp) - (t0 - 2 * SUB)
+        buf = np.concatenate([self._tail[rows], pcm[rows]], axis=1,
+                             dtype=np.float32)                    # (m, 80 + block)
+        first = SUB * hop                                # window start in buf
         win = np.take(buf, (first + np.arange(m) * buf.shape[1])[:, None] + self._t)
         keys = self._state[self.CUR, rows].astype(np.intp)
         # Hit windows are within max_freq_dev, so the grid index stays in range.
@@ -461,6 +485,11 @@ class DtmfDetector:
         y[:, 0, 1] -= y[:, 1, 0] * self._leak_col[tg[:, 0] * (4 * steps) + tg[:, 1] - 4 * steps]
         y = np.abs(y)
         ok = (y[:, 0, 1] <= self._hlimit * y[:, 0, 0]) & (y[:, 1, 1] <= self._hlimit * y[:, 1, 0])
+        # Two notes an octave apart: the upper one is the lower one's second harmonic, so
+        # the test above cannot see it. No key within 1.5 % comes within 17 Hz of that
+        # (10 Hz as measured, the low tone's jitter doubled).
+        f = self._fhz[self._key_tones[keys]] + dev                        # (m, 2) Hz
+        ok &= np.abs(f[:, 1] - 2 * f[:, 0]) >= self._OCTAVE_HZ
         bad = rows[~ok]
         self.keydown[bad] = False
         self._state[self.BAD, bad] = 1
@@ -472,9 +501,10 @@ class DtmfDetector:
     # gap reaches end_gap_hops. A KEY that fails the harmonics test stays BAD until it ends.
     # The per-row state is one float64 matrix, a row per field (below), a column per
     # channel row: one gather and one scatter per block.
-    CUR, GAP, NHIT, AMAX, S_FIRST, A_FIRST, S_LAST, A_LAST, BAD = range(9)
+    (CUR, GAP, NHIT, AMAX, S_FIRST, A_FIRST, S_LAST, A_LAST, BAD, STRONG,
+     PREV_KEY, PREV_AMP, PREV_AT) = range(13)
 
-    def _track(self, rows, hit, key, amp, t0, events) -> None:
+    def _track(self, rows, hit, key, amp, strong, t0) -> None:
         """Advance `rows` through this block's windows, a whole block at a time.
 
         Rows whose hits in this block are all one key (nearly all of them) take the
@@ -489,11 +519,13 @@ class DtmfDetector:
             if hops >= self.params.end_gap_hops:         # the block step assumes short blocks
                 mixed[:] = True
             sel = np.flatnonzero(mixed)
-            self._track_hops(rows[sel], hit[:, sel], key[:, sel], amp[:, sel], t0, events)
+            self._track_hops(rows[sel], hit[:, sel], key[:, sel], amp[:, sel], strong[:, sel],
+                             t0)
             keep = ~mixed
             if not keep.any():
                 return
             rows, hit, key, amp = rows[keep], hit[:, keep], key[:, keep], amp[:, keep]
+            strong = strong[:, keep]
             f, kf = f[keep], kf[keep]
             col = np.arange(rows.size)
         st = self._state[:, rows]
@@ -513,24 +545,47 @@ class DtmfDetector:
                 self._ended.append((rows[done], st[:, done]))
             cur[ended] = -1
             down &= ~ended
+        # A key's edges are measured on the windows next to its first and last hits when
+        # they show the same key (too little of the tone for a hit, enough to measure).
+        was_on = (gap == 0) & (cur >= 0) & none           # its last hit ended last block
+        if was_on.any():
+            soft = was_on & (key[0] == cur)
+            np.copyto(st[self.S_LAST], t0 + SUB * (1 - SPAN), where=soft)
+            np.copyto(st[self.A_LAST], amp[0], where=soft)
         gap += hops
         if any_hit.any():
             # 2. A new key starts at its first hit; 3. the tracked key goes on.
             new = any_hit & (cur < 0)
             old = ~new
             back = hit[::-1].argmax(axis=0)                # windows after the last hit
+            last = hops - 1 - back
             st[self.NHIT] *= old
             st[self.NHIT] += nh
+            st[self.STRONG] *= old
+            st[self.STRONG] += strong.any(axis=0)
             st[self.AMAX] *= old
             np.maximum(st[self.AMAX], (hit * amp).max(axis=0), out=st[self.AMAX])
-            np.copyto(st[self.S_FIRST], t0 + SUB * (f - SPAN + 1), where=new)
-            np.copyto(st[self.A_FIRST], amp[f, col], where=new)
-            np.copyto(st[self.S_LAST], (t0 + SUB * (hops - SPAN)) - SUB * back, where=any_hit)
-            np.copyto(st[self.A_LAST], amp[hops - 1 - back, col], where=any_hit)
+            # First: the window before the first hit if it shows the key, else the hit.
+            # (The last window of the block before is known if the row was analysed then.)
+            prev_key = np.where(st[self.PREV_AT] == t0 - self.block, st[self.PREV_KEY], -1)
+            pre_key = np.where(f > 0, key[f - 1, col], prev_key)
+            pre_amp = np.where(f > 0, amp[f - 1, col], st[self.PREV_AMP])
+            pre = new & (pre_key == kf)
+            np.copyto(st[self.S_FIRST], t0 + SUB * (f - SPAN + 1 - pre), where=new)
+            np.copyto(st[self.A_FIRST], np.where(pre, pre_amp, amp[f, col]), where=new)
+            # Last: the window after the last hit likewise (in the next block if need be).
+            nxt = np.minimum(last + 1, hops - 1)
+            post = (back > 0) & (key[nxt, col] == kf)
+            np.copyto(st[self.S_LAST], t0 + SUB * (last - SPAN + 1 + post), where=any_hit)
+            np.copyto(st[self.A_LAST], np.where(post, amp[nxt, col], amp[last, col]),
+                      where=any_hit)
             np.copyto(cur, kf, where=new)
             np.copyto(bad, 0.0, where=new)
             np.copyto(gap, back, where=any_hit)
             down |= any_hit & (bad == 0) & self._long_enough(st)
+        st[self.PREV_KEY] = key[hops - 1]
+        st[self.PREV_AMP] = amp[hops - 1]
+        st[self.PREV_AT] = t0
         self._state[:, rows] = st
         self.keydown[rows] = down
 
@@ -540,10 +595,12 @@ class DtmfDetector:
         the peak, so the shares are at most 1)."""
         n = self._n
         span = st[self.S_LAST] - st[self.S_FIRST]
-        span += (st[self.A_FIRST] + st[self.A_LAST]) * (n / st[self.AMAX])
-        return (st[self.NHIT] >= self.params.min_hits) & (span >= self._min_len + n)
+        span += (np.minimum(st[self.A_FIRST], st[self.AMAX])
+                 + np.minimum(st[self.A_LAST], st[self.AMAX])) * (n / st[self.AMAX])
+        return ((st[self.NHIT] >= self.params.min_hits) & (span >= self._min_span)
+                & (st[self.STRONG] > 0))
 
-    def _track_hops(self, rows, hit, key, amp, t0, events) -> None:
+    def _track_hops(self, rows, hit, key, amp, strong, t0) -> None:
         """The same state machine, one window at a time (rows with two keys in a block)."""
         p = self.params
         st = self._state[:, rows]
@@ -568,11 +625,13 @@ class DtmfDetector:
                 gap[other] = 0
                 bad[other] = 0
                 st[self.NHIT, other] = 0
+                st[self.STRONG, other] = 0
                 st[self.AMAX, other] = a[other]
                 st[self.S_FIRST, other] = s
                 st[self.A_FIRST, other] = a[other]
             hitnow = match | other
             st[self.NHIT, hitnow] += 1
+            st[self.STRONG, hitnow & strong[h]] = 1
             st[self.AMAX] = np.maximum(st[self.AMAX], np.where(hitnow, a, 0))
             st[self.S_LAST, hitnow] = s
             st[self.A_LAST, hitnow] = a[hitnow]
@@ -589,15 +648,18 @@ class DtmfDetector:
             st = np.concatenate([c for _, c in self._ended], axis=1)
         self._ended.clear()
         # An edge window covering a share c of the tone measures c times its amplitude.
-        # Windows the tone covers less than about min_energy_ratio are no hits, so the
-        # true edge lies up to a hop beyond that share: half of it is added back.
-        n, amax, slack = self._n, st[self.AMAX], self._edge_slack
-        start = np.rint(st[self.S_FIRST] + n * (1.0 - st[self.A_FIRST] / amax) - slack)
-        end = np.rint(st[self.S_LAST] + n * (st[self.A_LAST] / amax) + slack)
-        for r, k, s0, du in zip(rows.tolist(), st[self.CUR].astype(int).tolist(),
-                                start.astype(np.int64).tolist(),
-                                np.maximum(end - start, 0).astype(np.int64).tolist()):
-            events.append(DtmfDigit(r, KEYS[k], s0, du))
+        # The length is checked once more on the final edges: a voice that looked long
+        # enough while its level rose can fall short at the end (a steady key does not).
+        n, amax = self._n, st[self.AMAX]
+        start = np.rint(st[self.S_FIRST] + n * (1.0 - np.minimum(st[self.A_FIRST] / amax, 1.0)))
+        end = np.rint(st[self.S_LAST] + n * np.minimum(st[self.A_LAST] / amax, 1.0))
+        length = end - start
+        for r, k, s0, du, ok in zip(rows.tolist(), st[self.CUR].astype(int).tolist(),
+                                    start.astype(np.int64).tolist(),
+                                    length.astype(np.int64).tolist(),
+                                    (length >= self._min_len).tolist()):
+            if ok:
+                events.append(DtmfDigit(r, KEYS[k], s0, du))
 
     def reset(self, row: int) -> None:
         """Forget everything about `row` (a new call on the channel)."""
