@@ -124,6 +124,28 @@ def test_tones_far_below_the_level_floor_are_ignored():
     assert digits(x) == ""
 
 
+def test_40_ms_keys_at_the_corners_of_frequency_twist_and_level_all_together():
+    """Every band at once: 40 ms tones, both tones +-1.5 % off in all four directions,
+    twist at its limits, weak and strong, with and without 15 dB S/N (weaker tone)."""
+    rng = np.random.default_rng(40)
+    signals, expected = [], []
+    for (low_db, high_db) in [(-12, -20), (-24, -20), (-28, -36), (-8, -4), (-3, -3)]:
+        for low_dev, high_dev in [(0.015, 0.015), (-0.015, -0.015), (0.015, -0.015),
+                                  (-0.015, 0.015)]:
+            for snr in (None, 15.0):
+                keys = "".join(rng.choice(list(KEYS), 4))
+                parts = [np.concatenate([tone(k, 40, low_db, high_db, low_dev, high_dev,
+                                              rng.uniform(0, 6)), gap(rng.uniform(50, 80))])
+                         for k in keys]
+                noise = None if snr is None else min(low_db, high_db) - snr
+                signals.append(line(*parts, lead=int(rng.integers(0, 300)), noise_dbm0=noise,
+                                    seed=len(signals)))
+                expected.append(keys)
+    found = _batched(signals)
+    got = ["".join(d.digit for d in found if d.row == i) for i in range(len(signals))]
+    assert got == expected
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_15_db_signal_to_noise_against_the_weaker_tone_is_detected(seed):
     keys = "1234567890*#ABCD"
