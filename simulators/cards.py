@@ -9,6 +9,11 @@ Two sides touch it:
   tick, law-coded) and writes `port.to_host` (what it transmits this tick).
 
 Everything is law-coded uint8 audio, `block` samples per tick.
+
+E1 spans also keep error counters (`span_counters[span]`, running totals named as cardd's
+SpanAlarm counters): actors and scenarios add to them with `count_errors` and `slip`; the
+simwire front-end sends them on the tick after they change and the DAHDI emulation
+answers them in SPANSTAT (which has no slip counter).
 """
 from __future__ import annotations
 
@@ -20,6 +25,13 @@ import numpy as np
 from drivers.backends.base import (ChannelEvent, HookOp, HwEvent, Inventory, PortInfo,
                                    PortKind, SpanAlarm, SpanInfo)
 from drivers.media import g711
+
+# The E1 error counters a virtual span keeps (simwire SpanCounters fields).
+SPAN_COUNTERS = ("slips", "crc4_errors", "bpv_errors", "frame_errors", "ebit_errors",
+                 "fas_errors")
+# The words scenario steps use for them (`{pri: 1, do: errors, crc4: 10}`).
+ERROR_WORDS = {"crc4": "crc4_errors", "bpv": "bpv_errors", "frame": "frame_errors",
+               "ebit": "ebit_errors", "fas": "fas_errors"}
 
 
 @dataclasses.dataclass
@@ -49,6 +61,8 @@ class VirtualCards:
         self.ports = [Port(info=p, row=i) for i, p in enumerate(ports)]
         self.by_channel = {p.channel: p for p in self.ports}
         self.span_alarms = {s.span: int(s.alarms) for s in spans}
+        self.span_counters = {s.span: dict.fromkeys(SPAN_COUNTERS, 0)
+                              for s in spans if s.kind == "e1"}
         self.silence = g711.silence_byte(law)
         n = len(ports)
         self._to_host = np.full((n, block), self.silence, dtype=np.uint8)
@@ -84,6 +98,28 @@ class VirtualCards:
             self.span_alarms[span] = alarms
             self.post_event(0, HwEvent.ALARM if alarms else HwEvent.NOALARM, span=span,
                             value=int(alarms))
+
+    def count_errors(self, span: int, **counts: int) -> None:
+        """Errors on an E1 span's line: add to its counters, e.g.
+        count_errors(1, crc4_errors=10, ebit_errors=10). ValueError (changing nothing) for
+        a span that is not E1, an unknown counter or a count that is not a whole number >= 0."""
+        totals = self.span_counters.get(span)
+        if totals is None:
+            e1 = ", ".join(map(str, sorted(self.span_counters))) or "none"
+            raise ValueError(f"span {span} is not an E1 span of the cards (E1 spans: {e1})")
+        for name, n in counts.items():
+            if name not in totals:
+                raise ValueError(f"unknown span counter {name!r} (known: "
+                                 f"{', '.join(SPAN_COUNTERS)})")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ValueError(f"{name}: a count is a whole number >= 0, not {n!r}")
+        for name, n in counts.items():
+            totals[name] += n
+
+    def slip(self, span: int, count: int = 1) -> None:
+        """Controlled slips on an E1 span (the far end's clock is not ours): counted only,
+        the audio is not touched."""
+        self.count_errors(span, slips=count)
 
     def send_dframe(self, span: int, frame: bytes) -> None:
         self._dframes_to_host.append((span, bytes(frame)))

@@ -14,7 +14,8 @@ bytes of the header's structs, and are answered as the kernel driver would answe
   the host's audio, which finish_tick() hands to cards.host_tx(). While an event is pending
   on a channel, read and write fail with ELAST, as DAHDI's do.
 - A span alarm change reaches every open channel of the span as DAHDI_EVENT_ALARM or
-  DAHDI_EVENT_NOALARM (as dahdi_alarm_notify does), and SPANSTAT reports the alarm bits.
+  DAHDI_EVENT_NOALARM (as dahdi_alarm_notify does), and SPANSTAT reports the alarm bits
+  and the span's error counters (VirtualCards.span_counters; slips have no SPANSTAT field).
 - An E1 span's D-channel (timeslot 16: the span's first channel + 15, when no port has
   that number) is an HDLC channel: each read gives one frame the cards sent
   (cards.send_dframe) with 2 FCS bytes after it, each write is one frame with 2 spare
@@ -446,9 +447,15 @@ class DahdiEmulation:
         else:
             spantype = kinds.pop().value.upper() if len(kinds) == 1 else "ANALOG_MIXED"
             lineconfig = 0
+        # The span's error counters as DAHDI keeps them (C ints: they wrap as the kernel's
+        # do); slips have no field in SPANSTAT.
+        counts = {k: v & 0x7FFFFFFF for k, v in self.cards.span_counters.get(span, {}).items()}
         return dataclasses.replace(
             req, spanno=span, name=info.name, desc=f"Hotline simulated span {span} ({info.kind})",
             alarms=self.cards.span_alarms.get(span, 0), numchans=len(ports),
+            bpvcount=counts.get("bpv_errors", 0), crc4count=counts.get("crc4_errors", 0),
+            ebitcount=counts.get("ebit_errors", 0), fascount=counts.get("fas_errors", 0),
+            fecount=counts.get("frame_errors", 0),
             totalchans=len(ports), totalspans=len(self.cards.inventory.spans),
             lineconfig=lineconfig, linecompat=lineconfig, spantype=spantype).to_bytes()
 

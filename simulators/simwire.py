@@ -4,7 +4,9 @@ A ROUTER bound at `endpoint` (hotline_proto.simwire_pb2.Envelope, one frame per 
   hello     -> inventory          (the newest hello's peer becomes the host: a restarted
                                    cardd simply says hello again)
   every tick: tick n to the host  (rx of every port in port order, hardware events,
-                                   D-channel frames, CAS bit changes)
+                                   D-channel frames, CAS bit changes, the error counters
+                                   of E1 spans whose counts changed since the host last
+                                   got them)
   tx n from the host              (its tx audio, hook operations, frames, CAS bits) ends
                                    tick n; a late tx (for an older tick) still applies.
 Before a host is connected, events and frames wait (bounded) so the host learns of them.
@@ -39,6 +41,7 @@ class SimwireFrontend(Frontend):
         self._delivered = 0             # the tick last delivered
         self._pending_events: collections.deque = collections.deque(maxlen=PENDING_LIMIT)
         self._pending_dframes: collections.deque = collections.deque(maxlen=PENDING_LIMIT)
+        self._counters_sent: dict[int, dict] = {}   # span -> totals the host has
         self.stats = collections.Counter()
         self._size = len(cards.ports) * cards.block
 
@@ -69,9 +72,13 @@ class SimwireFrontend(Frontend):
                 msg.cas.add(channel=e.channel, bits=e.value)
         for span, frame in self._pending_dframes:
             msg.dframes.add(span=span, data=frame)
+        changed = self._changed_counters()
+        for span, totals in changed.items():
+            msg.counters.add(span=span, **totals)
         if self._send(simwire_pb2.Envelope(tick=msg)):
             self._pending_events.clear()
             self._pending_dframes.clear()
+            self._counters_sent.update(changed)
             self._answered = False
             self.stats["ticks"] += 1
 
@@ -90,6 +97,15 @@ class SimwireFrontend(Frontend):
             self._sock.close(linger=0)
             self._sock = None
         self._host = None
+
+    def _changed_counters(self) -> dict[int, dict]:
+        """Spans whose counters differ from what the host has (a new host has none)."""
+        changed = {}
+        for span, totals in self.cards.span_counters.items():
+            have = self._counters_sent.get(span)
+            if have != totals and (have is not None or any(totals.values())):
+                changed[span] = dict(totals)
+        return changed
 
     # ---- wire -------------------------------------------------------------------------
     def _send(self, env: simwire_pb2.Envelope, peer: bytes | None = None) -> bool:
@@ -140,6 +156,7 @@ class SimwireFrontend(Frontend):
         if self._send(simwire_pb2.Envelope(inventory=msg), peer):
             self._host = peer
             self._answered = True           # a new host owes nothing for earlier ticks
+            self._counters_sent = {}        # ... and has no counters yet
             self.stats["hellos"] += 1
 
     def _tx(self, msg: simwire_pb2.Tx) -> None:

@@ -133,5 +133,10 @@ class Backend(abc.ABC):
     def span_alarms(self, span: int) -> int:
         return 0
 
+    def span_counters(self, span: int) -> dict[str, int]:
+        """The span's error counters as running totals, named as in
+        drivers.signaling.span_health.COUNTERS; only those the card has ({}: none yet)."""
+        return {}
+
     def close(self) -> None:
         pass

@@ -6,7 +6,8 @@ DAHDI_GET_PARAMS that DAHDI signals it as the configured port kind; spans from
 DAHDI_SPANSTAT; finally DAHDI_FLUSH every channel's audio so all rows start together. exchange(tx): one hl_exchange call writes every tx row then reads every rx
 row (the blocking read is the clock); channels refused with ELAST have their events fetched
 with DAHDI_GETEVENT and their block written/read again. Span alarms come from
-DAHDI_SPANSTAT, polled at most once a second (counted in ticks).
+DAHDI_SPANSTAT, polled at most once a second (counted in ticks), with the span's error
+counters (CRC-4, BPV, framing, E-bit, FAS; DAHDI_SPANSTAT has no slip counter).
 
 D-channels (PRI spans): the span's timeslot 16 channel, opened non-blocking and checked to
 be HDLC-signalled (dchan= in system.conf). DAHDI hands over one whole frame per read with
@@ -278,13 +279,16 @@ class DahdiBackend(Backend):
                                        f"{exc.strerror}") from None
             raise BackendError(f"span {span}: D-channel write refused (events pending)")
 
-    def span_counters(self, span: int) -> dict[int, int]:
-        """Error counters from the last DAHDI_SPANSTAT (running totals)."""
+    def span_counters(self, span: int) -> dict[str, int]:
+        """Error counters from the last DAHDI_SPANSTAT (running totals) and the D-channel
+        frames DAHDI refused. No `slips`: DAHDI counts timing slips inside the kernel
+        (struct dahdi_count) but DAHDI_SPANSTAT does not carry them."""
         st = self._span_stats.get(span)
         if st is None:
             return {}
         return {"crc4_errors": st.crc4count, "bpv_errors": st.bpvcount,
-                "frame_errors": self.dframe_errors.get(span, 0)}
+                "frame_errors": st.fecount, "ebit_errors": st.ebitcount,
+                "fas_errors": st.fascount, "dchannel_errors": self.dframe_errors.get(span, 0)}
 
     def channel_params(self, channel: int) -> D.ChannelParams:
         """DAHDI_GET_PARAMS now (hook state, alarms, law, signalling)."""

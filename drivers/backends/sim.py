@@ -3,7 +3,8 @@
 Protocol (hotline_proto.simwire_pb2.Envelope, one message per ZeroMQ frame):
   open():      send hello            -> receive inventory
   exchange():  send tx for the tick last received (tick 0 before the first)
-               -> receive the next tick (rx audio of every port, events, frames, CAS)
+               -> receive the next tick (rx audio of every port, events, frames, CAS,
+                  and the error counters of spans whose counts changed)
 Hook operations, D-channel frames and CAS bits are queued and ride on the next tx.
 A message that does not parse or does not fit the inventory is counted in `malformed`
 and ignored: a confused simulator never takes cardd down.
@@ -23,6 +24,9 @@ from .base import (Backend, BackendError, ChannelEvent, HookOp, HwEvent, Invento
                    PortKind, SpanInfo, TickIn)
 
 DEFAULT_ENDPOINT = "ipc://run/ctisim-cards.sock"
+# simwire SpanCounters fields (named as cardd's SpanAlarm counters), span number aside.
+_COUNTER_FIELDS = tuple(f.name for f in simwire_pb2.SpanCounters.DESCRIPTOR.fields
+                        if f.name != "span")
 
 
 class SimBackend(Backend):
@@ -42,6 +46,7 @@ class SimBackend(Backend):
         self._dframes: list[tuple[int, bytes]] = []
         self._cas: list[tuple[int, int]] = []
         self._alarms: dict[int, int] = {}
+        self._counters: dict[int, dict[str, int]] = {}     # span -> running totals
         self.malformed = 0
 
     # ---- Backend ----------------------------------------------------------------------
@@ -57,6 +62,7 @@ class SimBackend(Backend):
         self.inventory = self._read_inventory(env.inventory)
         self._channels = {p.channel for p in self.inventory.ports}
         self._alarms = {s.span: s.alarms for s in self.inventory.spans}
+        self._counters = {}
         return self.inventory
 
     def exchange(self, tx: np.ndarray) -> TickIn:
@@ -99,6 +105,10 @@ class SimBackend(Backend):
 
     def span_alarms(self, span: int) -> int:
         return self._alarms.get(span, 0)
+
+    def span_counters(self, span: int) -> dict[str, int]:
+        """The span's error counters as ctisim last sent them (running totals)."""
+        return dict(self._counters.get(span, {}))
 
     def close(self) -> None:
         if self._sock is not None:
@@ -175,6 +185,12 @@ class SimBackend(Backend):
             events.append(ChannelEvent(channel=e.channel, event=kind, span=e.span, value=e.value))
             if e.channel == 0 and kind in (HwEvent.ALARM, HwEvent.NOALARM):
                 self._alarms[e.span] = e.value if kind == HwEvent.ALARM else 0
+        e1 = {s.span for s in inv.spans if s.kind == "e1"}
+        for c in msg.counters:
+            if c.span not in e1:
+                self.malformed += 1
+                continue
+            self._counters[c.span] = {name: getattr(c, name) for name in _COUNTER_FIELDS}
         rx = np.frombuffer(msg.rx, dtype=np.uint8).reshape(len(inv.ports), inv.block)
         return TickIn(tick=msg.tick, rx=rx, events=events,
                       dframes=[(d.span, bytes(d.data)) for d in msg.dframes],

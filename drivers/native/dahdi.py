@@ -169,6 +169,10 @@ class SpanStatus(_Struct):
     alarms: int = 0
     bpvcount: int = 0
     crc4count: int = 0
+    ebitcount: int = 0
+    fascount: int = 0
+    fecount: int = 0          # framing errors
+    cvcount: int = 0          # coding violations
     irqmisses: int = 0
     syncsrc: int = 0
     numchans: int = 0

@@ -159,6 +159,10 @@ class SpanStatus(_Struct):
     alarms: int
     bpvcount: int
     crc4count: int
+    ebitcount: int
+    fascount: int
+    fecount: int
+    cvcount: int
     irqmisses: int
     syncsrc: int
     numchans: int
@@ -168,7 +172,9 @@ class SpanStatus(_Struct):
     linecompat: int
     spantype: str
     def __init__(self, spanno: int = ..., name: str = ..., desc: str = ..., alarms: int = ...,
-                 bpvcount: int = ..., crc4count: int = ..., irqmisses: int = ...,
+                 bpvcount: int = ..., crc4count: int = ..., ebitcount: int = ...,
+                 fascount: int = ..., fecount: int = ..., cvcount: int = ...,
+                 irqmisses: int = ...,
                  syncsrc: int = ..., numchans: int = ..., totalchans: int = ...,
                  totalspans: int = ..., lineconfig: int = ..., linecompat: int = ...,
                  spantype: str = ...) -> None: ...

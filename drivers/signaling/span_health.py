@@ -39,8 +39,11 @@ ALARM_BITS: dict[int, str] = {
 }
 ALARM_BY_NAME = {name: bit for bit, name in ALARM_BITS.items()}
 ALARM_BY_NAME.update({"rai": 4, "ais": 16, "lfa": 512})
-# Counters a card reports, in the order of cardd's SpanAlarm message.
-COUNTERS = ("slips", "crc4_errors", "bpv_errors", "frame_errors", "ebit_errors")
+# Counters a card reports (running totals), named as cardd's SpanAlarm fields: controlled
+# slips, CRC-4, bipolar violations, framing (DAHDI fecount), E-bit, frame alignment signal
+# (fascount), and D-channel frames the card refused. A backend reports those it has.
+COUNTERS = ("slips", "crc4_errors", "bpv_errors", "frame_errors", "ebit_errors",
+            "fas_errors", "dchannel_errors")
 
 
 def alarm_names(bits: int) -> list[str]:
@@ -282,7 +285,8 @@ class SpanMetrics:
         self.outages = Counter("hotline_cardd_span_outages",
                                "Times the span went out of service", ["span"], registry=r)
         self.errors = Counter("hotline_cardd_span_errors",
-                              "Span error counters (slips, CRC-4, BPV, framing, E-bit)",
+                              "Span error counts as the card reports them (counter: "
+                              + ", ".join(COUNTERS) + ")",
                               ["span", "counter"], registry=r)
         self.link_up = Gauge("hotline_cardd_dchannel_up", "1 while the D-channel is up",
                              ["span"], registry=r)

@@ -14,7 +14,8 @@ through `VirtualCards` (send_dframe / take_dframes_from_host), audio on the span
 timeslots through one `PriBearer` actor per B-channel (tones and speech from the world's
 media engine, DTMF heard from the host), span alarms (`alarm` / `clear_alarm`: while in
 alarm no frame crosses the span, as on a cut line), and damaged frames (`garble` sends
-junk, `corrupt` damages the next real frames). Scenarios drive it with `pri: SPAN` steps
+junk, `corrupt` damages the next real frames), and line errors the card counts (`slip`,
+`errors`: VirtualCards.span_counters, which reach cardd's SpanAlarm). Scenarios drive it with `pri: SPAN` steps
 (see PRI_ACTIONS, PRI_CHECKS, PRI_FINAL_CHECKS); `attach_pri(world, cfg)` puts one on
 every PRI span of a cardd configuration.
 """
@@ -29,6 +30,8 @@ from drivers.native import libpri as L
 from drivers.signaling.pri import causes
 from drivers.signaling.pri.pcap import PcapWriter
 from drivers.signaling.span_health import alarm_bits, alarm_names
+
+from simulators.cards import ERROR_WORDS
 
 from . import Actor, ActorError, speech_like
 
@@ -629,6 +632,26 @@ class PriCentralOffice:
         self.cards.set_span_alarms(self.span, 0)
         self.note("span alarm cleared")
 
+    def slip(self, count: int = 1) -> None:
+        """Controlled slips on the span (counted by the card; the audio is not touched)."""
+        try:
+            self.cards.slip(self.span, count)
+        except ValueError as e:
+            raise ActorError(str(e)) from None
+        self.note(f"{count} slips")
+
+    def errors(self, **counts: int) -> None:
+        """Line errors on the span, by scenario word: crc4, bpv, frame, ebit, fas."""
+        unknown = sorted(set(counts) - set(ERROR_WORDS))
+        if unknown:
+            raise ActorError(f"errors: unknown counter {unknown[0]!r} (known: "
+                             f"{', '.join(ERROR_WORDS)})")
+        try:
+            self.cards.count_errors(self.span, **{ERROR_WORDS[k]: n for k, n in counts.items()})
+        except ValueError as e:
+            raise ActorError(str(e)) from None
+        self.note("line errors " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
+
     def garble(self, frames: int = 10, mode: str = "garbage") -> None:
         """Send `frames` damaged frames now: random junk or truncated copies of the last."""
         if mode not in ("garbage", "truncate", "flip"):
@@ -781,6 +804,9 @@ PRI_ACTIONS: dict[str, dict[str, tuple]] = {
              "ringback": (bool, True), "talk": (bool, True)},
     "alarm": {"alarms": (str, "red")},
     "clear_alarm": {},
+    "slip": {"count": (int, 1)},
+    "errors": {"crc4": (int, 0), "bpv": (int, 0), "frame": (int, 0), "ebit": (int, 0),
+               "fas": (int, 0)},
     "garble": {"frames": (int, 10), "mode": (str, "garbage")},
     "corrupt": {"frames": (int, 1), "mode": (str, "truncate")},
     "restart": {"channel": (int, 0)},

@@ -36,6 +36,8 @@ from drivers.media.engine import MediaEngine
 from drivers.signaling import events as ev
 from drivers.signaling.r2 import R2Line, R2Options, SetCas, Variant, load_variant
 
+from simulators.cards import ERROR_WORDS
+
 from . import Actor, ActorError, speech_like, test_tone
 
 REFUSALS = {"busy": 17, "unallocated": 1, "congestion": 42, "out_of_order": 27}
@@ -359,6 +361,26 @@ class R2Office:
     def clear_alarm(self) -> None:
         self.cards.set_span_alarms(self.span, 0)
 
+    def slip(self, count: int = 1) -> None:
+        """Controlled slips on the span (counted by the card; the audio is not touched)."""
+        try:
+            self.cards.slip(self.span, count)
+        except ValueError as e:
+            raise ActorError(str(e)) from None
+        self.note(f"{count} slips")
+
+    def errors(self, **counts: int) -> None:
+        """Line errors on the span, by scenario word: crc4, bpv, frame, ebit, fas."""
+        unknown = sorted(set(counts) - set(ERROR_WORDS))
+        if unknown:
+            raise ActorError(f"errors: unknown counter {unknown[0]!r} (known: "
+                             f"{', '.join(ERROR_WORDS)})")
+        try:
+            self.cards.count_errors(self.span, **{ERROR_WORDS[k]: n for k, n in counts.items()})
+        except ValueError as e:
+            raise ActorError(str(e)) from None
+        self.note("line errors " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
+
     def _calls(self, direction: str | None = None) -> list[CallRecord]:
         return [c for t in self.trunks.values() for c in t.calls
                 if direction is None or c.direction == direction]
@@ -449,6 +471,9 @@ R2_ACTIONS: dict[str, dict[str, tuple]] = {
     "unblock": {"channel": (int, "REQUIRED")},
     "alarm": {"alarms": (str, "red")},
     "clear_alarm": {},
+    "slip": {"count": (int, 1)},
+    "errors": {"crc4": (int, 0), "bpv": (int, 0), "frame": (int, 0), "ebit": (int, 0),
+               "fas": (int, 0)},
 }
 R2_CHECKS: dict[str, dict[str, tuple]] = {
     "idle": {}, "connected": {"count": (int, 1)}, "answered": {"count": (int, 1)},
