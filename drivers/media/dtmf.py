@@ -1,29 +1,36 @@
 """DTMF: batched detection on every channel, tone generation, whole-file detection.
 
-How the detector works (all rows at once, no Python loop over rows):
+How the detector works (all rows at once; Python loops only over a block's 4 hops in the
+rare rows that change key within a block):
 
-* Each tick's block is cut into 5 ms sub-blocks (40 samples). One batched matrix multiply
-  gives every sub-block's DFT at the eight DTMF frequencies and at 450 Hz (China's dial
-  tone), phase-referenced to the start of the tick (``WindowedDft``).
-* A cheap gate on the whole block's DFT picks the rows worth a closer look: rows whose
-  block looks like two tones, and rows already tracking a key. Only those go further.
-* Summing three consecutive sub-blocks gives a 15 ms analysis window every 5 ms. The
-  fine hop is what lets a 20 ms tick tell a 23 ms tone (reject) from a 40 ms one (accept).
-* A window is a *hit* for a key when: each group has one clear peak, each tone's frequency
-  (measured from the phase turn between consecutive windows, far finer than the DFT bin)
-  is within tolerance, the level and twist are in range, and the two tones (plus any
-  450 Hz dial tone) carry most of the window's energy.
-* Per row, a small state machine turns hits into digits. The tone's start and end are
-  interpolated from the edge windows' amplitudes (a window covering a share c of the tone
-  measures c times its amplitude); a key counts once it has ``min_hits`` hits over an
-  estimated ``min_tone_ms``; a gap shorter than ``end_gap_hops`` windows is bridged; the
-  digit is reported at key-up with its start sample and duration.
+* Each block is cut into 5 ms sub-blocks (40 samples). One batched matrix multiply gives
+  every sub-block's DFT at the eight DTMF frequencies and at 450 Hz (China's dial tone),
+  phase-referenced to the start of the block (``WindowedDft``). Three consecutive
+  sub-blocks make a 15 ms analysis window every 5 ms: the fine hop is what lets a 20 ms
+  block tell a 23 ms tone (reject) from a 40 ms one (accept).
+* A gate on each block's last window (one small GEMM for all rows, then a few tests on the
+  candidates) picks the rows worth a closer look; rows tracking a key are looked at too.
+* Where a 450 Hz dial tone is on, what it leaks into the DTMF bins is computed from its
+  own bin and removed, so a key 20 dB below the dial tone is still seen.
+* A window is a *hit* for a key when each group has one clear peak, each tone's frequency
+  (from the phase turn between consecutive windows: far finer than the DFT bin) is within
+  tolerance, the levels and twist are in range, and the two tones (plus any dial tone)
+  hold most of the window's energy; a *strong* hit when they hold nearly all of it.
+* Per row, a small state machine turns hits into digits. A key's edges are measured on
+  the windows next to its first and last hits (a window covering a share c of the tone
+  measures c times its amplitude); it counts once it has ``min_hits`` hits, a strong one,
+  and an estimated ``min_tone_ms``; a gap shorter than ``end_gap_hops`` windows is bridged.
+* Talk-off guards, once per key when it is accepted: neither tone may carry a second
+  harmonic (voices and instruments do, DTMF senders do not), and the high tone may not sit
+  an octave above the low one. At key-up the length is checked again on the final edges;
+  the digit is reported with its start sample and duration.
 
 Reception figures (Q.24 as administrations apply them; see CHINA-TELEPHONY.md): tones
 >= 40 ms are detected and < 23 ms rejected, pauses >= 50 ms separate digits and a 10 ms
 break is bridged, frequency offsets within +-1.5 % detect and beyond +-3.5 % reject,
 twist up to 4 dB (high group above low) and 8 dB (low above high), levels from -3 dBm0
-(two tones together at full scale) down to -36 dBm0 per tone, S/N >= 15 dB.
+per tone (the pair at 0 dBm0) down to -36 dBm0 per tone, S/N >= 15 dB against the
+weaker tone, with China's dial tone or a prompt's echo under the first digit.
 """
 from __future__ import annotations
 
@@ -238,11 +245,9 @@ class DtmfDetector:
         self._strong = np.float32(p.strong_energy_ratio)
         self._phase_to_hz = np.float32(rate / (2 * np.pi * SUB))
         self._min_len = np.float32(p.min_tone_ms * rate / 1000)
-        # Edges are measured on the windows next to a key's first and last hits; when
-        # such a window shows too little of the tone to tell its key, the edge lies in the
-        # hop before it, on average at its middle: a slack of a quarter hop each side.
-        self._edge_slack = SUB / 4
-        self._min_span = self._min_len + n - 2 * self._edge_slack
+        # While a key is on, its last edge is not final: the running length check (see
+        # _long_enough) allows half a hop; the check at key-up (_emit) is exact.
+        self._min_span = self._min_len + n - SUB / 2
         # Gate, on each block's last window: a key up to 2 % off frequency still passes.
         loss = float(_sinc_gain(np.float32(0.02 * COL_HZ[-1]), n, rate))
         self._gate_level = np.float32((amin * n / 2 * loss) ** 2)
@@ -380,16 +385,16 @@ class DtmfDetector:
     def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
         """Subtract a 450 Hz tone's leakage from the DTMF bins of rows `sel` of `y`.
 
-        A tone A cos(w0 t + phi) gives the 450 Hz bin Y0 ~ (A n / 2) e^{j phi} (its image
-        term is below -30 dB) and bin k Y0 c1[w, k] + conj(Y0) c2[w, k], where the
-        coefficients depend on where window w starts relative to the block.
+        A tone A cos(w0 t + phi) gives the 450 Hz bin Y0 ~ (A n / 2) e^{j phi} (its own
+        image is below -30 dB) and bin k Y0 c1[w, k] + conj(Y0) c2[w, k] (the tone and its
+        image), where the coefficients depend on where window w starts in the block.
         """
         y0 = y[:, sel, 8:9]
         y[:, sel, :8] -= y0 * self._leak1 + np.conj(y0) * self._leak2
 
     def _classify(self, y: np.ndarray, ew: np.ndarray):
-        """Per window of the selected rows: key hit?, key (4 * row + col), amplitude, and
-        each tone's offset from its nominal frequency (Hz, (2, hops, n)).
+        """Per window of the selected rows: hit?, key (4 * row + col), amplitude of the
+        pair, each tone's offset from its nominal frequency (Hz, (2, hops, n)), strong?
 
         Powers are laid out bin-major, so both groups go through the same contiguous
         arrays (first axis: low, high)."""
@@ -590,9 +595,9 @@ class DtmfDetector:
         self.keydown[rows] = down
 
     def _long_enough(self, st: np.ndarray) -> np.ndarray:
-        """Enough hits, and the tone estimated from its edge windows long enough: an edge
-        window measures the share of it the tone covers (first and last hits are at most
-        the peak, so the shares are at most 1)."""
+        """Enough hits, a strong one, and the tone estimated from its edge windows long
+        enough (span = estimated length + n; an edge window measures the share of it the
+        tone covers, at most 1)."""
         n = self._n
         span = st[self.S_LAST] - st[self.S_FIRST]
         span += (np.minimum(st[self.A_FIRST], st[self.AMAX])
