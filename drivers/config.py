@@ -198,11 +198,36 @@ _BUS = {"events": (str, "ipc://run/cardd-events.sock", None),
         "commands": (str, "ipc://run/cardd-commands.sock", None)}
 _METRICS = {"listen": (str, "127.0.0.1:9630", None)}
 _MEDIA = {"law": (str, "alaw", LAWS), "tone_plan": (str, "cn", None), "block": (int, 160, (80, 160, 320))}
+# E1 span settings, only on spans of the matching signaling; defaults live in the
+# signaling modules. PRI: drivers.signaling.pri.config.PriConfig fields (times in ms).
+_PRI_OPTIONS = {
+    "channel_mode": (str, None, ("preferred", "exclusive")),
+    "hunt": (str, None, ("ascending", "descending")),
+    "overlap_receiving": (bool, None, None), "interdigit_ms": (int, None, None),
+    "dnis_digits": (int, None, None), "overlap_sending": (bool, None, None),
+    "alert_on_offer": (bool, None, None), "stuck_clearing_ms": (int, None, None),
+    "restart_ack_ms": (int, None, None), "restart_attempts": (int, None, None),
+    "restart_on_recovery": (bool, None, None), "dchannel_grace_ms": (int, None, None),
+    "recovery_base_ms": (int, None, None), "recovery_cap_ms": (int, None, None),
+    "recovery_stable_ms": (int, None, None), "recovery_jitter": ((int, float), None, None),
+    "echo_cancel": (bool, None, None),
+}
+# MFC/R2 (drivers.signaling.r2.make_line): digits taken before the register stops asking
+# (overriding the variant's), the tone an incoming caller hears while it rings ("": none),
+# and a directory to trace every call into.
+_R2_OPTIONS = {
+    "r2_max_dnis": (int, None, None), "r2_max_ani": (int, None, None),
+    "r2_ringback": (str, None, None), "r2_trace": (str, None, None),
+}
+# The smallest value each whole-number setting takes (others: 0).
+_OPTION_MIN = {"restart_attempts": 1, "r2_max_dnis": 1, "interdigit_ms": 1}
+_OPTION_MAX = {"r2_max_dnis": 64, "r2_max_ani": 64}
 _SPAN = {"span": (int, _REQUIRED, None), "name": (str, "", None), "kind": (str, _REQUIRED, SPAN_KINDS),
          "framing": (str, "", ("ccs", "cas", "")), "coding": (str, "hdb3", ("hdb3", "ami")),
          "crc4": (bool, True, None), "signaling": (str, "", E1_SIGNALING + ("",)),
          "switchtype": (str, "euroisdn_e1", None), "r2_variant": (str, "china", None),
-         "channels": (str, "", None), "pcap": (str, "", None)}
+         "channels": (str, "", None), "pcap": (str, "", None),
+         **_PRI_OPTIONS, **_R2_OPTIONS}
 # Per-channel signaling options (analog). Defaults live in the signaling modules.
 _ANALOG_OPTIONS = {
     "callerid": (str, None, ("fsk", "dtmf", "none")), "busy_detect": (bool, None, None),
@@ -215,6 +240,30 @@ _ANALOG_OPTIONS = {
 _CHANNELS = {"channels": (str, _REQUIRED, None), "span": (int, _REQUIRED, None),
              "port": (str, _REQUIRED, ("fxs", "fxo")), **_ANALOG_OPTIONS}
 _TOP = {"node", "backend", "bus", "metrics", "media", "span", "channels"}
+
+
+def _signaling_options(r: _Reader, i: int, v: dict) -> dict:
+    """The PRI or R2 settings a [[span]] sets, checked against its signaling and ranges."""
+    sig = v["signaling"] if v["kind"] == "e1" else ""
+    out = {}
+    for table, fits, what in ((_PRI_OPTIONS, sig in ("pri_cpe", "pri_net"), "a PRI setting"),
+                              (_R2_OPTIONS, sig == "r2", "an R2 setting")):
+        for key in table:
+            value = v[key]
+            if value is None:
+                continue
+            if not fits:
+                raise r.error("span", i, key, f"{what}, but span {v['span']} has signaling "
+                                              f"{sig or v['kind']!r}")
+            if isinstance(value, int) and not isinstance(value, bool):
+                low, high = _OPTION_MIN.get(key, 0), _OPTION_MAX.get(key)
+                if value < low or (high is not None and value > high):
+                    bound = f"{low}..{high}" if high is not None else f">= {low}"
+                    raise r.error("span", i, key, f"must be {bound}, got {value}")
+            if key == "recovery_jitter" and not 0 <= value <= 1:
+                raise r.error("span", i, key, f"a fraction of the delay, 0..1, got {value}")
+            out[key] = value
+    return out
 
 
 def load_cardd_config(path: str | os.PathLike) -> CarddConfig:
@@ -283,6 +332,7 @@ def _build(path: str, text: str, data: dict) -> CarddConfig:
                     raise r.error("span", i, key, "only e1 spans take this key")
             framing = ""
         options = {"pcap": v["pcap"]} if v["pcap"] else {}
+        options.update(_signaling_options(r, i, v))
         sc = SpanConfig(span=v["span"], name=v["name"] or f"span{v['span']}", kind=v["kind"],
                         framing=framing, coding=v["coding"], crc4=v["crc4"],
                         signaling=v["signaling"], switchtype=v["switchtype"],
