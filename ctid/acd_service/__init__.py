@@ -10,6 +10,28 @@
 - audio.py: music on hold (generated at start) and position/wait announcements (Mandarin
   text-to-speech when espeak-ng is there, a tone pattern until then).
 - settings.py: [acd], [[queue]] and [[agent]] in ctid.toml.
+- bench.py: `python -m ctid.acd_service.bench`, ctid's cost per call with the live ACD.
+
+CTI: Request.agent = AgentRequest(agent, action, device, reason):
+
+  login        device: the extension to sit at (default: the agent's configured one);
+               reason "not_ready" logs in not ready (default: ready)
+  logout       reason: free text, logged
+  ready        (from not ready, or ending wrap-up early; on a call: cancels a pending
+               not ready)
+  not_ready    reason: the reason code (default "break"); on a call it applies after
+               the wrap-up
+  force_state  reason: "ready" | "not_ready" | "logged_off", optionally ":why";
+               device: who forces (logged as the supervisor)
+  supervise    device: the supervisor's phone; reason: "listen" | "whisper" | "barge"
+               (again with another mode switches it) | "stop"
+  status       the agent's state in Reply.status; or device "queue:NAME": the queue's
+               live figures
+
+Errors come back as Reply.error naming what is wrong (unknown agent or queue, a state
+change the agent state machine forbids, a device that is not an extension...). The CTI
+server's roles and scopes apply first: an agent's key controls only its own agent ids
+and devices, a supervisor's key the agents and devices of its scope.
 """
 
 
