@@ -138,6 +138,7 @@ class AcdService:
         self._started = False
         self._next_reconcile: float | None = None
         self._next_gauges: float | None = None
+        self._fault_logged = -math.inf
 
     # ---- set-up ---------------------------------------------------------------------------
     @classmethod
@@ -272,7 +273,14 @@ class AcdService:
                 log.warning("ACD: %s on call %s (%s): %s", e.name, e.call_id, e.device, err)
 
     def tick(self, model: CallModel, out: Out, now: float) -> None:
-        now = self._now(now)
+        try:
+            self._tick(model, out, self._now(now))
+        except Exception:           # ctid's loop must go on; said once a minute at most
+            if now - self._fault_logged >= 60.0:
+                self._fault_logged = now
+                log.exception("ACD: fault in the timer tick")
+
+    def _tick(self, model: CallModel, out: Out, now: float) -> None:
         if not self._started:
             self._started = True
             self._auto_login(model, out, now)
