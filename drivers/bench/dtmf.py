@@ -88,7 +88,8 @@ def music_like(n: int, rng: np.random.Generator, level_dbm0: float) -> np.ndarra
         for note in notes:
             f = 440.0 * 2 ** (note / 12) * (1 + rng.uniform(-0.003, 0.003))
             for h in range(1, int(3800 / f) + 1):
-                x[pos:pos + dur] += env * np.sin(2 * np.pi * h * f * t + rng.uniform(0, 6)) / h ** rolloff
+                partial = np.sin(2 * np.pi * h * f * t + rng.uniform(0, 6))
+                x[pos:pos + dur] += env * partial / h ** rolloff
         pos += dur
     return _to_level(x, level_dbm0)
 

@@ -1,8 +1,9 @@
 """Reading 8 kHz mono telephony WAV files: 16-bit linear, A-law or mu-law.
 
 The RIFF chunks are walked by hand (``struct``) so that the errors can say exactly what is
-wrong with a file: unknown chunks are skipped, odd-sized chunks keep their pad byte, and
-WAVE_FORMAT_EXTENSIBLE is accepted when its sub-format is one of the three above.
+wrong with a file: unknown chunks are skipped, odd-sized chunks keep their pad byte,
+WAVE_FORMAT_EXTENSIBLE is accepted when its sub-format is one of the three above, and a
+data chunk with a streaming placeholder length runs to the end of the file.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ WAVE_FORMAT_MULAW = 0x0007
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _FORMAT_NAMES = {WAVE_FORMAT_PCM: "16-bit linear PCM", WAVE_FORMAT_ALAW: "A-law",
                  WAVE_FORMAT_MULAW: "mu-law"}
+# A data chunk this long was written by a program streaming to a pipe (espeak-ng --stdout,
+# sox -t wav -): the length is a placeholder and the samples run to the end of the file.
+_STREAMED = 0x7FFF0000
 # Sub-format GUIDs of WAVE_FORMAT_EXTENSIBLE end with this suffix after the 16-bit code.
 _GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 
@@ -53,11 +57,14 @@ def parse_8k_mono(data: bytes, name: str = "<bytes>") -> np.ndarray:
         chunk_id, size = struct.unpack_from("<4sI", data, pos)
         body = pos + 8
         if body + size > len(data):
-            if chunk_id == b"data" and fmt is not None:
+            if chunk_id == b"data" and fmt is not None and size >= _STREAMED:
+                size = len(data) - body          # written while streaming: no length known
+            elif chunk_id == b"data" and fmt is not None:
                 raise fail(f"truncated: the data chunk declares {size} bytes but only "
                            f"{len(data) - body} follow")
-            raise fail(f"truncated: chunk {_chunk_name(chunk_id)} declares {size} bytes "
-                       f"but only {len(data) - body} follow")
+            else:
+                raise fail(f"truncated: chunk {_chunk_name(chunk_id)} declares {size} bytes "
+                           f"but only {len(data) - body} follow")
         if chunk_id == b"fmt ":
             fmt = _parse_fmt(data[body:body + size], fail)
         elif chunk_id == b"data":

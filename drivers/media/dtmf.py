@@ -260,11 +260,11 @@ class DtmfDetector:
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
-        t = np.arange(n)
-        dk = lambda w: np.exp(1j * np.outer(w, t)).sum(axis=1) / n          # noqa: E731
         start = SUB * (np.arange(self._hops + 1) - SPAN)[:, None]            # window starts
-        self._leak1 = (np.exp(1j * (w0 - wk) * start) * dk(w0 - wk))[:, None, :].astype(np.complex64)
-        self._leak2 = (np.exp(-1j * (w0 + wk) * start) * dk(-w0 - wk))[:, None, :].astype(np.complex64)
+        leak1 = np.exp(1j * (w0 - wk) * start) * _dirichlet_mean(w0 - wk, n)
+        leak2 = np.exp(-1j * (w0 + wk) * start) * _dirichlet_mean(-w0 - wk, n)
+        self._leak1 = leak1[:, None, :].astype(np.complex64)
+        self._leak2 = leak2[:, None, :].astype(np.complex64)
         self._sample = 0
         # Per-row key state (see the state machine below).
         self._idle = np.array([-1, 0, 0, 1, 0, 0, 0, 0, 0, 0, -1, 0, -1e18], dtype=np.float64)
@@ -725,5 +725,6 @@ def dtmf_tone(digits: str, on_ms: float = 100, off_ms: float = 100,
     a_lo, a_hi = dbm0_to_peak(low_db), dbm0_to_peak(high_db)
     for i, (f_lo, f_hi) in enumerate(pairs):
         at = i * (n_on + n_off)
-        out[at:at + n_on] = a_lo * np.sin(2 * np.pi * f_lo * t) + a_hi * np.sin(2 * np.pi * f_hi * t)
+        out[at:at + n_on] = (a_lo * np.sin(2 * np.pi * f_lo * t)
+                             + a_hi * np.sin(2 * np.pi * f_hi * t))
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)

@@ -35,9 +35,10 @@ DIRECTIONS = {"forward": FORWARD_HZ, "backward": BACKWARD_HZ}
 PAIRS = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3), (0, 4), (1, 4), (2, 4), (3, 4),
          (0, 5), (1, 5), (2, 5), (3, 5), (4, 5))
 SPAN = 5                              # 25 ms windows: the six bins are orthogonal
-_SIGNAL_OF_PAIR = np.zeros((6, 6), dtype=np.int8)
-for _n, (_a, _b) in enumerate(PAIRS, start=1):
-    _SIGNAL_OF_PAIR[_a, _b] = _SIGNAL_OF_PAIR[_b, _a] = _n
+_SIGNAL_OF_PAIR = np.zeros((6, 6), dtype=np.int8)          # frequency indices -> signal
+for _signal, (_a, _b) in enumerate(PAIRS, start=1):
+    _SIGNAL_OF_PAIR[_a, _b] = _SIGNAL_OF_PAIR[_b, _a] = _signal
+del _signal, _a, _b
 
 
 def _frequencies(direction: str) -> tuple[float, ...]:

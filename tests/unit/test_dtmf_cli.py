@@ -109,6 +109,16 @@ def test_reader_errors_name_the_file_and_the_problem(tmp_path, content, message)
     assert str(f) in str(err.value) and message in str(err.value)
 
 
+def test_reader_takes_a_streamed_data_chunk_to_the_end_of_the_file(tmp_path):
+    """What espeak-ng --stdout or sox writing to a pipe leave: placeholder lengths."""
+    pcm = np.array([5, -5, 300, -300], dtype=np.int16)
+    f = tmp_path / "streamed.wav"
+    f.write_bytes(b"RIFF" + struct.pack("<I", 0x7FFFF024) + b"WAVE"
+                  + b"fmt " + struct.pack("<I", 16) + fmt()
+                  + b"data" + struct.pack("<I", 0x7FFFF000) + pcm.astype("<i2").tobytes())
+    assert read_8k_mono(f).tolist() == pcm.tolist()
+
+
 def test_reader_reports_a_truncated_data_chunk(tmp_path):
     f = tmp_path / "cut.wav"
     whole = riff((b"fmt ", fmt()), (b"data", b"\x01\x02" * 400))
