@@ -372,13 +372,11 @@ class DtmfDetector:
             yc[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
         q = yc.view(np.float32) ** 2
         pw = np.ascontiguousarray((q[:, 0::2] + q[:, 1::2]).T)         # (9, m)
-        p0, p1, p2, p3, p4, p5, p6, p7, p8 = pw
-        pr = np.maximum(np.maximum(p0, p1), np.maximum(p2, p3))
-        pc = np.maximum(np.maximum(p4, p5), np.maximum(p6, p7))
-        ok = np.minimum(pr, pc) >= self._gate_level
-        ok &= (pr + pc + p8) >= self._gate_ratio * ew[cand]
-        ok &= (p0 + p1) + (p2 + p3) <= self._gate_peak * pr
-        ok &= (p4 + p5) + (p6 + p7) <= self._gate_peak * pc
+        grp = pw[:8].reshape(2, 4, -1)
+        peak = grp.max(axis=1)                                          # (2, m)
+        ok = peak.min(axis=0) >= self._gate_level
+        ok &= peak.sum(axis=0) + pw[8] >= self._gate_ratio * ew[cand]
+        ok &= (grp.sum(axis=1) <= self._gate_peak * peak).all(axis=0)
         gate[cand[ok]] = True
         return gate, dial
 
