@@ -1,6 +1,6 @@
 """The IVR stack for end-to-end tests: cardd and ctid as processes on four simulated PRI
 spans (etc/cardd-pri4.toml), the far side (virtual cards, the PRI exchanges, callers) in
-the test's process on the realtime clock, and a CTI client watching ctid's events.
+the test's process on the lockstep (fast) clock, and a CTI client watching ctid's events.
 
 Callers follow scripts: ("hear", TEXT) waits until the prompt TEXT (as the IVR's TTS cache
 renders it) has been heard whole, byte for byte; ("keys", DIGITS) keys DTMF; ("wait", S);
