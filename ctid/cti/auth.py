@@ -67,8 +67,22 @@ ROLE_CHANGES: dict[str, frozenset[str]] = {
     "admin": frozenset(k for k, (changes, _) in REQUESTS.items() if changes),
     "supervisor": frozenset(k for k, (changes, _) in REQUESTS.items() if changes),
     "agent": frozenset(k for k, (changes, _) in REQUESTS.items() if changes) - {"clear_call"},
-    "integration": frozenset(k for k, (changes, _) in REQUESTS.items() if changes) - {"agent"},
+    "integration": frozenset(k for k, (changes, _) in REQUESTS.items() if changes),
     "observer": frozenset(),
+}
+
+# AgentRequest actions (ctid.acd_service) and the roles that may ask for them; admin may do
+# anything. An agent acts on itself only (its `agents` and `devices`); supervise and
+# force_state act on someone else, so they are a supervisor's; integration only reads
+# (wallboards, CRM). An action not listed here is refused, so a new one is closed by default.
+AGENT_ACTION_ROLES: dict[str, frozenset[str]] = {
+    "login": frozenset({"agent", "supervisor"}),
+    "logout": frozenset({"agent", "supervisor"}),
+    "ready": frozenset({"agent", "supervisor"}),
+    "not_ready": frozenset({"agent", "supervisor"}),
+    "status": frozenset({"agent", "supervisor", "integration"}),
+    "force_state": frozenset({"supervisor"}),
+    "supervise": frozenset({"supervisor"}),
 }
 
 
@@ -464,12 +478,34 @@ class Authorizer:
                 raise Refused(f"{kind}: call {body.call_id} involves none of "
                               f"{client.name}'s devices")
         elif names == "agent":
-            if not client.scope.agent(body.agent):
-                raise Refused(f"{kind}: agent {body.agent!r} is not {client.name}'s to control")
-            if body.device:
-                self._device(client, kind, body.device)
+            self._agent_request(client, kind, body)
         # transfers and conferences name two calls: the device must be in both (the model
         # checks that), so the device check covers them.
+
+    @classmethod
+    def _agent_request(cls, client: Client, kind: str, body: cti_pb2.AgentRequest) -> None:
+        # The service reads the action as body.action.strip().lower(): so must this check,
+        # or "Supervise " would slip past it.
+        action = body.action.strip().lower()
+        roles = AGENT_ACTION_ROLES.get(action)
+        if roles is None:
+            raise Refused(f"{kind}: unknown action {body.action!r} "
+                          f"(one of {', '.join(AGENT_ACTION_ROLES)})")
+        if client.role not in roles:
+            need = ", ".join(sorted(roles)) + " or admin"
+            raise Refused(f"{kind}: {action} needs the {need} role; {client.name} is "
+                          f"{client.role}")
+        if action == "status" and body.device.startswith("queue:"):
+            queue = body.device[len("queue:"):]
+            if not client.scope.queue(queue):
+                raise Refused(f"{kind}: queue {queue!r} is not in {client.name}'s scope")
+            return
+        if not body.agent:
+            raise Refused(f"{kind}: {action}: name the agent")
+        if not client.scope.agent(body.agent):
+            raise Refused(f"{kind}: agent {body.agent!r} is not {client.name}'s to control")
+        if body.device:
+            cls._device(client, kind, body.device)
 
     @staticmethod
     def _device(client: Client, kind: str, device: str) -> None:
