@@ -24,6 +24,7 @@ from drivers.backends.base import HwEvent, PortInfo, PortKind
 from drivers.bus import CommandServer, EventPublisher
 from drivers.media import g711
 from drivers.metrics import CarddMetrics
+from drivers.recording import RecordError, Recordings, RecordSpec, resolve_path
 from drivers.signaling import events as ev
 from drivers.signaling.r2.line import SetCas
 from hotline_proto import cardd_pb2
@@ -70,6 +71,9 @@ def _dial_args(d) -> dict:
 
 class CommandError(Exception):
     pass
+
+
+_BEEP_TAG = ("record", "beep")       # the recording beep's PlayDone is not the line's business
 
 
 @dataclasses.dataclass
@@ -151,6 +155,7 @@ class Cardd:
             self.by_row[row] = slot
         from drivers.media.engine import MediaEngine
         self.engine = MediaEngine(len(inv.ports), block=cfg.block, law=cfg.law, plan=cfg.tone_plan)
+        self.recordings = Recordings(cfg.law, cfg.block)
         self.inventory = inv
         self.tx = np.full((len(inv.ports), cfg.block), g711.silence_byte(cfg.law), dtype=np.uint8)
         self.span_alarms = {s.span: s.alarms for s in inv.spans}
@@ -192,6 +197,9 @@ class Cardd:
         self.spansig.step(tin)
         self.tx, media_events = self.engine.tick(tin.rx)
         for me in media_events:
+            if getattr(me, "tag", None) == _BEEP_TAG:
+                self.recordings.beep_done(me.row)
+                continue
             slot = self.by_row.get(me.row)
             if slot is not None:
                 self._drive(slot, "on_media", me, self.tick)
@@ -199,6 +207,8 @@ class Cardd:
             self._drive(slot, "on_tick", self.tick)
         for route, cmd in self.commands.poll():
             self.commands.reply(route, self.handle_command(cmd))
+        if self.recordings.busy:
+            self._recordings_step()
         for reason, count in self.commands.rejected.items():
             if count:
                 self.metrics.rejected.labels(reason).inc(count)
@@ -351,9 +361,41 @@ class Cardd:
                 raise CommandError(str(e)) from None
         elif kind == "conference_leave":
             self.engine.conf_leave(slot.row)
+        elif kind == "record":
+            self._record(slot, cmd.record)
+        elif kind == "stop_record":
+            if not self.recordings.stop(slot.row, "stopped"):
+                raise CommandError(f"channel {slot.channel} is not recording")
         else:
             raise CommandError(f"command {kind!r} is not supported by cardd")
         return cardd_pb2.Reply(ok=True, call_id=slot.call_id)
+
+    # ---- recording ----------------------------------------------------------------------
+    def _record(self, slot: Slot, r) -> None:
+        if not slot.call_id:
+            raise CommandError(f"channel {slot.channel} has no call to record")
+        try:
+            spec = RecordSpec(resolve_path(self.cfg.run_dir, r.path), r.max_s, r.silence_s, r.beep)
+            beep = self.recordings.start(slot.row, spec, owner=slot.call_id)
+        except RecordError as e:
+            raise CommandError(str(e)) from None
+        self.engine.tap(slot.row, self.recordings)
+        if beep is not None:
+            self.engine.play(slot.row, beep, tag=_BEEP_TAG)
+
+    def _recordings_step(self) -> None:
+        """A recording ends when its call does; ended ones are untapped, and each closed
+        file is announced with a RecordDone event."""
+        for row, rec in list(self.recordings.active.items()):
+            if self.by_row[row].call_id != rec.owner:
+                self.recordings.stop(row, "hangup")
+        for row in self.recordings.released():
+            if not self.recordings.recording(row):
+                self.engine.untap(row)
+        for done in self.recordings.step():
+            slot = self.by_row[done.row]
+            self._publish(slot.channel, slot.span, done.owner, "record_done", cardd_pb2.RecordDone(
+                path=done.path, duration_s=done.duration_s, ok=done.ok, reason=done.reason))
 
     def status(self) -> cardd_pb2.Reply:
         reply = cardd_pb2.Reply(ok=True)
@@ -398,6 +440,8 @@ class Cardd:
             self.metrics.channels.labels(state.lower()).set(counts.get(state.lower(), 0))
 
     def close(self) -> None:
+        if getattr(self, "recordings", None) is not None:
+            self.recordings.close()
         if getattr(self, "spansig", None) is not None:
             self.spansig.close()
         for part in ("publisher", "commands"):

@@ -7,9 +7,10 @@ PlayDone comes), and once per tick asks `step()` for the recordings whose file i
 
 A recorder is an explicit state machine (`TRANSITIONS`): BEEPING -> RECORDING -> CLOSING.
 It ends on max length, on silence (every block below `SPEECH_DBM0` for `silence_s`: after
-speech the trailing silence is left out; with nothing said it ends `silence_s` after the
-beep), on hang-up or on StopRecord. Only recordings with speech are kept (ok); the file of
-a silent one is removed. The audio loop never touches the disk: blocks go to one writer
+speech; with nothing said it ends `silence_s` after the beep), on hang-up or on StopRecord.
+Silence after the last word is never written, however the recording ends; a pause
+between words (shorter than `silence_s`) is. Only recordings with speech are kept (ok);
+the file of a silent one is removed. The audio loop never touches the disk: blocks go to one writer
 thread through an unbounded queue (a put never waits), which writes law-coded WAV (format
 6 A-law or 7 mu-law, 8 kHz mono, the codes exactly as they came off the line), patches
 the sizes at close and reports back.
@@ -257,6 +258,11 @@ class Recordings:
     def recording(self, row: int) -> bool:
         return row in self.active
 
+    @property
+    def busy(self) -> bool:
+        """Recordings running or files still being closed (step() has work)."""
+        return bool(self.active or self._closing)
+
     # ---- the tap consumer ------------------------------------------------------------------
     def put_batch(self, tick: int, rows: np.ndarray, rx: np.ndarray, tx: np.ndarray) -> None:
         for i, row in enumerate(rows.tolist()):
@@ -295,10 +301,7 @@ class Recordings:
     def _end(self, rec: Recorder, reason: str) -> None:
         if not rec.go("end"):
             return
-        if rec.spoke:
-            for held in rec.held:           # stopped or cut off: what came is kept
-                self._write(rec, held)
-        rec.held.clear()
+        rec.held.clear()                    # silence after the last word is never kept
         rec.reason = reason
         del self.active[rec.row]
         self._closing[rec.key] = rec
