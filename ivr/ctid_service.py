@@ -13,14 +13,16 @@
 The session's leaving actions become call model operations: Queue and Transfer put the
 IVR's attached data (the trail) on the call and route it on (the agent's Delivered event
 carries it), then the IVR port leaves the call; Hangup clears the call. RecordVoicemail
-and FaxBack go to the `recorder` and `fax` callables given (ctid's recording and fax
-services); without a recorder the recording is reported failed at once, so the flow goes
-on instead of waiting.
+becomes a Record command to the caller's cardd (file `voicemail/<mailbox>/<call>-<time>.wav`
+under cardd's run_dir; '#' keyed while recording sends StopRecord) and cardd's RecordDone
+event goes back to the session; a `recorder` callable given replaces that. FaxBack goes to
+the `fax` callable given (ctid's fax service).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Callable
 
 from ctid.model.calls import ConnState, Device, DeviceType
@@ -52,6 +54,7 @@ class IvrRouting:
         self._origin: dict[str, str] = {}          # call id -> the caller's device id
         self._transferred: dict[str, str] = {}     # call id -> caller device to quieten
         self._caller_gone: set[str] = set()        # the model clears these calls itself
+        self._recording: set[str] = set()          # calls whose caller cardd records now
 
     # ---- the call model's service interface ------------------------------------------------
     def route(self, model, out, call, origin: Device, name: str, number: str, now: float,
@@ -95,6 +98,15 @@ class IvrRouting:
         if call_id is None:
             return False
         kind = event.WhichOneof("kind")
+        if kind == "record_done":
+            self._recording.discard(call_id)
+            r = event.record_done
+            self.record_done(model, out, call_id, r.ok, r.path, r.duration_s, now)
+            return True
+        if kind == "digit" and call_id in self._recording:
+            if event.digit.digit == "#":              # "press # when you are done"
+                model.command(out, device, stop_record=cardd_pb2.StopRecord())
+            return True
         if kind in ("digit", "prompt_done"):
             self._carry_out(model, out, self.svc.on_channel_event(device.channel.node, event, now), now)
             return True
@@ -153,6 +165,7 @@ class IvrRouting:
             self.port_of.pop(call_id, None)
             self._origin.pop(call_id, None)
             self._caller_gone.discard(call_id)
+            self._recording.discard(call_id)
             return
         if call is None or origin is None:
             return                                   # the caller is gone already
@@ -176,12 +189,17 @@ class IvrRouting:
                 self._transferred[call.id] = origin.id
             self._route_on(model, out, call, origin, d.target, d.number, now)
         elif isinstance(a, ia.RecordVoicemail):
-            if self.recorder is None:
-                log.warning("IVR %s: no recorder configured; voicemail for %s not recorded",
+            if self.recorder is not None:
+                self.recorder(call, origin, a)
+            elif origin.channel is None:
+                log.warning("IVR %s: the caller has no channel; voicemail for %s not recorded",
                             call_id, a.mailbox)
                 self._carry_out(model, out, self.svc.record_done(call_id, False, "", 0.0, now), now)
             else:
-                self.recorder(call, origin, a)
+                model.command(out, origin, record=cardd_pb2.Record(
+                    path=voicemail_path(a.mailbox, call_id, now), max_s=a.max_s,
+                    silence_s=a.silence_s, beep=a.beep))
+                self._recording.add(call_id)
         elif isinstance(a, ia.FaxBack):
             if self.fax is None:
                 log.warning("IVR %s: no fax service; %s not sent to %s", call_id, a.document, a.number)
@@ -215,6 +233,15 @@ class IvrRouting:
             if dev_id not in busy and not model.parties[dev_id].call_id:
                 return dev
         return None
+
+
+def voicemail_path(mailbox: str, call_id: str, now: float) -> str:
+    """Where cardd writes a message (relative: under cardd's run_dir); names are reduced to
+    safe characters so a mailbox or call id can never leave the voicemail folder."""
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "_", text) or "_"
+    stamp = dt.datetime.fromtimestamp(now).strftime("%Y%m%d-%H%M%S")
+    return f"voicemail/{safe(mailbox)}/{safe(call_id)}-{stamp}.wav"
 
 
 SETTINGS = {"flows", "tts_cache", "prewarm", "sources", "apps", "pin", "max_ports",
