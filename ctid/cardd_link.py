@@ -391,6 +391,10 @@ def failure_event(cmd: cardd_pb2.Command, error: str) -> cardd_pb2.ChannelEvent 
         # A prompt cardd refused (a missing file, a channel gone) has ended, interrupted:
         # whoever waits for its end (the IVR) goes on instead of waiting forever.
         return _event(cmd.channel, prompt_done=cardd_pb2.PromptDone(interrupted=True))
+    if cmd.WhichOneof("kind") == "record":
+        # A recording cardd refused (a bad path, no call) is over, failed: the IVR goes on.
+        return _event(cmd.channel, record_done=cardd_pb2.RecordDone(
+            path=cmd.record.path, ok=False, reason=f"error: cardd refused record: {error}"))
     if cmd.WhichOneof("kind") not in LEG_COMMANDS:
         return None
     return _event(cmd.channel, cleared=cardd_pb2.Cleared(cause=CAUSE_TEMPORARY_FAILURE,
