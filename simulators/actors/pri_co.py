@@ -429,6 +429,13 @@ class PriBearer(Actor):
             raise ActorError(str(e)) from None
         self.note(f"keyed {digits}")
 
+    def say(self, seconds: float, level_dbm0: float = -20.0) -> None:
+        """Talk once for `seconds` (a caller leaving a message after the beep), then quiet."""
+        if not 0 < seconds <= 600:
+            raise ActorError(f"talk: seconds must be above 0 and at most 600, got {seconds}")
+        self.engine.play(self.row, speech_like(seconds, level_dbm0, seed=self.channel), tag="say")
+        self.note(f"talks {seconds:g} s")
+
     def start_capture(self) -> None:
         """Forget what was heard so far and record what the host sends from now on."""
         self._heard = []
@@ -672,6 +679,10 @@ class PriCentralOffice:
     def dtmf(self, channel: int, digits: str) -> None:
         """The caller on `channel` keys `digits` (DTMF in the B-channel)."""
         self._bearer(channel, "dtmf").send_digits(digits)
+
+    def talk(self, channel: int, seconds: float, level_dbm0: float = -20.0) -> None:
+        """The caller on `channel` speaks for `seconds` (synthetic speech at `level_dbm0`)."""
+        self._bearer(channel, "talk").say(seconds, level_dbm0)
 
     def listen(self, channel: int = 0, quiet: bool = True) -> None:
         """Callers on `channel` (0: every B-channel) capture what they hear from now on,
