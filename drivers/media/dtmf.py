@@ -95,7 +95,7 @@ class WindowedDft:
     block's start (so the phase turn between consecutive windows is the tone's offset from
     the bin frequency); ``energy`` (hops, n) is each of this block's windows' sum of
     squares. Window ``h`` starts ``sub * (h - span + 1)`` samples after the block's start.
-    ``last_window()`` is the last window's DFT and energy for all rows.
+    ``windows_ending(ends)`` gives chosen windows of every row (the gate's).
     """
 
     def __init__(self, rows: int, freqs, rate: int = RATE, block: int = 160,
@@ -149,6 +149,18 @@ class WindowedDft:
         np.matmul(self._sq.reshape(rows * hops, sub), self._ones, out=self._esub.reshape(-1))
         e[s:] = self._esub.T
 
+    def push_float(self, x: np.ndarray) -> None:
+        """push() for a C-contiguous float32 (rows, block) array, used as it is."""
+        hops, s, rows, sub = self.hops, self._keep, self.rows, self.sub
+        h, e = self._h, self._e
+        hc = h.view(np.complex64)
+        np.multiply(hc[hops:], self._rot, out=hc[:s])
+        e[:s] = e[hops:]
+        np.matmul(x.reshape(rows, hops, sub).transpose(1, 0, 2), self._basis, out=h[s:])
+        np.multiply(x, x, out=self._sq)
+        np.matmul(self._sq.reshape(rows * hops, sub), self._ones, out=self._esub.reshape(-1))
+        e[s:] = self._esub.T
+
     def _push_rows(self, pcm: np.ndarray, sel: np.ndarray) -> None:
         hops, s, sub, n = self.hops, self._keep, self.sub, sel.size
         hc = self._h.view(np.complex64)
@@ -158,15 +170,16 @@ class WindowedDft:
         self._h[s:, sel] = np.matmul(x.reshape(n, hops, sub).transpose(1, 0, 2), self._basis)
         self._e[s:, sel] = np.einsum("rpn,rpn->pr", *(x.reshape(n, hops, sub),) * 2)
 
-    def last_window(self) -> tuple[np.ndarray, np.ndarray]:
-        """The DFT (rows, K) and energy (rows,) of this block's last window, all rows."""
+    def windows_ending(self, ends) -> tuple[np.ndarray, np.ndarray]:
+        """DFTs (len(ends), rows, K) and energies (len(ends), rows) of the windows ending
+        with sub-blocks `ends` of this block, all rows."""
         hc = self._h.view(np.complex64)
-        e = self._e
-        y = hc[-1] + hc[-2]
-        ew = e[-1] + e[-2]
-        for j in range(3, self.span + 1):
-            y += hc[-j]
-            ew += e[-j]
+        at = self._keep + np.asarray(ends)                 # last sub-block of each window
+        y = hc[at] + hc[at - 1]
+        ew = self._e[at] + self._e[at - 1]
+        for j in range(2, self.span):
+            y += hc[at - j]
+            ew += self._e[at - j]
         return y, ew
 
     def windows(self, sel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -223,11 +236,23 @@ class DtmfDetector:
     """DTMF receiver for `rows` channels, fed one (rows, block) array per tick."""
 
     def __init__(self, rows: int, rate: int = RATE, block: int = 160,
-                 params: DtmfParams | None = None):
+                 params: DtmfParams | None = None, analyse_every: int = 2):
+        """`analyse_every` blocks are analysed together, in one pass: the per-call costs
+        of numpy are paid once for them; digits and keydown come that much later (a block,
+        20 ms, by default; each digit still carries its exact start and duration)."""
         _check_rate(rate)
+        if block % SUB or block <= 0:
+            raise ValueError(f"block ({block}) must be a positive multiple of {SUB} samples")
+        if analyse_every < 1:
+            raise ValueError(f"analyse_every must be >= 1, not {analyse_every}")
         self.rows, self.block = rows, block
         self.params = p = params or DtmfParams()
-        self._dft = WindowedDft(rows, ROW_HZ + COL_HZ + (DIAL_HZ,), rate, block)
+        self._every = analyse_every
+        span = block * analyse_every                     # samples analysed in one pass
+        self._buf = np.zeros((rows, span), dtype=np.float32)
+        self._filled = 0                                 # blocks waiting in _buf
+        self._buf_start = 0                              # sample index of _buf[:, 0]
+        self._dft = WindowedDft(rows, ROW_HZ + COL_HZ + (DIAL_HZ,), rate, span)
         self._hops = self._dft.hops
         n = self._n = self._dft.n
         self._rate = rate
@@ -256,7 +281,9 @@ class DtmfDetector:
         self._dial_min = np.float32((dbm0_to_peak(-35.0) * n / 2) ** 2)   # 450 Hz worth removing
         self._group_sums = np.zeros((18, 3), dtype=np.float32)    # re^2 + im^2 summed
         self._group_sums[0:8, 0] = self._group_sums[8:16, 1] = self._group_sums[16:18, 2] = 1
-        self._sums = np.empty((rows, 3), dtype=np.float32)
+        self._sums = np.empty((rows * analyse_every, 3), dtype=np.float32)
+        per = block // SUB                               # sub-blocks per block
+        self._block_ends = np.arange(1, analyse_every + 1) * per - 1
         # 450 Hz leakage into each DTMF bin for each window of a block (see _remove_dial_tone).
         wk = 2 * np.pi * np.array(ROW_HZ + COL_HZ) / rate
         w0 = 2 * np.pi * DIAL_HZ / rate
@@ -282,7 +309,8 @@ class DtmfDetector:
 
     # ---- per tick --------------------------------------------------------------------
     def process(self, pcm: np.ndarray, sample: int | None = None) -> list[DtmfDigit]:
-        """Feed one block of every row; returns digits whose key went up in this block.
+        """Feed one block of every row; returns the digits whose key went up (seen in the
+        pass that ends with this block, so up to analyse_every - 1 blocks late).
 
         `sample` is the absolute index of the block's first sample (default: counted
         from 0 by this detector).
@@ -291,11 +319,22 @@ class DtmfDetector:
         if pcm.shape != (self.rows, self.block):
             raise ValueError(f"DTMF detector expects audio of shape ({self.rows}, "
                              f"{self.block}), got {pcm.shape}")
-        if sample is not None:
+        if sample is not None and self._filled == 0:
             self._sample = int(sample)
-        t0 = self._sample
+        if self._filled == 0:
+            self._buf_start = self._sample
+        at = self._filled * self.block
+        np.copyto(self._buf[:, at:at + self.block], pcm, casting="unsafe")
         self._sample += self.block
-        self._dft.push(pcm)
+        self._filled += 1
+        if self._filled < self._every:
+            return []
+        self._filled = 0
+        return self._analyse(self._buf, self._buf_start)
+
+    def _analyse(self, pcm: np.ndarray, t0: int) -> list[DtmfDigit]:
+        """One pass over the buffered blocks (pcm: float32 (rows, blocks * block))."""
+        self._dft.push_float(pcm)
         events: list[DtmfDigit] = []
         gate, dial = self._gate()
         tracking = self._state[self.CUR] >= 0
@@ -345,31 +384,34 @@ class DtmfDetector:
             self.keydown[ended] = False
 
     def _gate(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows worth a closer look: the block's last window holds two tones above the
-        level floor with a fair share of its energy and one clear peak per group (loose
-        versions of the window tests: a key's first hits come in a block whose last window
-        is covered by the key, or in the block after). Also returns the rows with a dial
-        tone strong enough to need removing."""
-        yw, ew = self._dft.last_window()
-        sq = yw.view(np.float32) ** 2                              # (rows, 18)
+        """Rows worth a closer look: the last window of a block of the pass holds two
+        tones above the level floor with a fair share of its energy and one clear peak per
+        group (loose versions of the window tests: a key's first hits come in a block
+        whose last window is covered by the key, or in the block after). Also returns the
+        rows with a dial tone strong enough to need removing."""
+        ends = self._block_ends
+        yw, ew = self._dft.windows_ending(ends)                    # one per block of the pass
+        yw, ew = yw.reshape(-1, yw.shape[-1]), ew.reshape(-1)
+        sq = yw.view(np.float32) ** 2                              # (blocks * rows, 18)
         # Stage 1, every row (one small GEMM): each group's power, and the 450 Hz bin's.
-        sums = np.matmul(sq, self._group_sums, out=self._sums)      # (rows, 3)
+        sums = np.matmul(sq, self._group_sums, out=self._sums)      # (blocks * rows, 3)
         low, high, p450 = sums[:, 0], sums[:, 1], sums[:, 2]
         weaker = np.minimum(low, high)
-        gate = np.zeros(self.rows, dtype=bool)
+        gate = np.zeros(yw.shape[0], dtype=bool)
         # Rows whose 450 Hz tone leaks enough into the DTMF bins to matter.
         dial = (p450 >= self._dial_min) & (p450 >= np.float32(0.2) * weaker)
         cand = np.flatnonzero((weaker >= self._gate_level)
                               & (low + high + p450 >= self._gate_ratio * ew))
         if cand.size == 0:
-            return gate, dial
+            return self._any_block(gate), self._any_block(dial)
         # Stage 2, the candidates: a dial tone leaks into the DTMF bins (up to -23 dB), so
         # it is removed first; then each group's peak, their share, one peak per group.
         yc = yw[cand]
         under = np.flatnonzero(dial[cand])
         if under.size:
             y0 = yc[under, 8:9]
-            yc[under, :8] -= y0 * self._leak1[-1] + np.conj(y0) * self._leak2[-1]
+            w = ends[cand[under] // self.rows] + 1              # window index in _leak1
+            yc[under, :8] -= y0 * self._leak1[w, 0] + np.conj(y0) * self._leak2[w, 0]
         q = yc.view(np.float32) ** 2
         pw = np.ascontiguousarray((q[:, 0::2] + q[:, 1::2]).T)         # (9, m)
         grp = pw[:8].reshape(2, 4, -1)
@@ -378,7 +420,10 @@ class DtmfDetector:
         ok &= peak.sum(axis=0) + pw[8] >= self._gate_ratio * ew[cand]
         ok &= (grp.sum(axis=1) <= self._gate_peak * peak).all(axis=0)
         gate[cand[ok]] = True
-        return gate, dial
+        return self._any_block(gate), self._any_block(dial)
+
+    def _any_block(self, flags: np.ndarray) -> np.ndarray:
+        return flags.reshape(-1, self.rows).any(axis=0) if self._every > 1 else flags
 
     def _remove_dial_tone(self, y: np.ndarray, sel: np.ndarray) -> None:
         """Subtract a 450 Hz tone's leakage from the DTMF bins of rows `sel` of `y`.
@@ -518,8 +563,9 @@ class DtmfDetector:
         col = np.arange(rows.size)
         kf = key[f, col]
         mixed = (hit & (key != kf)).any(axis=0)
-        if mixed.any() or hops >= self.params.end_gap_hops:
-            if hops >= self.params.end_gap_hops:         # the block step assumes short blocks
+        # (Between two hits of a pass a gap cannot run out while hops <= end_gap_hops + 1.)
+        if mixed.any() or hops > self.params.end_gap_hops + 1:
+            if hops > self.params.end_gap_hops + 1:
                 mixed[:] = True
             sel = np.flatnonzero(mixed)
             self._track_hops(rows[sel], hit[:, sel], key[:, sel], amp[:, sel], strong[:, sel],
@@ -537,6 +583,14 @@ class DtmfDetector:
         nh = hit.sum(axis=0)
         none = nh == 0
         any_hit = ~none
+        # A key's edges are measured on the windows next to its first and last hits when
+        # they show the same key (too little of the tone for a hit, enough to measure):
+        # here the window after a last hit that ended the block before.
+        was_on = (gap == 0) & (cur >= 0) & ~hit[0]
+        if was_on.any():
+            soft = was_on & (key[0] == cur)
+            np.copyto(st[self.S_LAST], t0 + SUB * (1 - SPAN), where=soft)
+            np.copyto(st[self.A_LAST], amp[0], where=soft)
         # 1. The tracked key ends: its gap runs out before this block's first hit (or at
         #    all, without hits), or another key hits.
         until = f + 1 + (hops - 1) * none                 # windows up to the first hit
@@ -548,13 +602,6 @@ class DtmfDetector:
                 self._ended.append((rows[done], st[:, done]))
             cur[ended] = -1
             down &= ~ended
-        # A key's edges are measured on the windows next to its first and last hits when
-        # they show the same key (too little of the tone for a hit, enough to measure).
-        was_on = (gap == 0) & (cur >= 0) & none           # its last hit ended last block
-        if was_on.any():
-            soft = was_on & (key[0] == cur)
-            np.copyto(st[self.S_LAST], t0 + SUB * (1 - SPAN), where=soft)
-            np.copyto(st[self.A_LAST], amp[0], where=soft)
         gap += hops
         if any_hit.any():
             # 2. A new key starts at its first hit; 3. the tracked key goes on.
@@ -570,7 +617,7 @@ class DtmfDetector:
             np.maximum(st[self.AMAX], (hit * amp).max(axis=0), out=st[self.AMAX])
             # First: the window before the first hit if it shows the key, else the hit.
             # (The last window of the block before is known if the row was analysed then.)
-            prev_key = np.where(st[self.PREV_AT] == t0 - self.block, st[self.PREV_KEY], -1)
+            prev_key = np.where(st[self.PREV_AT] == t0 - self._dft.block, st[self.PREV_KEY], -1)
             pre_key = np.where(f > 0, key[f - 1, col], prev_key)
             pre_amp = np.where(f > 0, amp[f - 1, col], st[self.PREV_AMP])
             pre = new & (pre_key == kf)
@@ -669,6 +716,8 @@ class DtmfDetector:
         if not 0 <= row < self.rows:
             raise IndexError(f"row {row} out of range 0..{self.rows - 1}")
         self._dft.reset(row)
+        self._buf[row] = 0.0
+        self._tail[row] = 0.0
         self._state[:, row] = self._idle
         self.keydown[row] = False
 
@@ -682,8 +731,8 @@ def detect_digits(pcm: np.ndarray, rate: int = RATE, params: DtmfParams | None =
         raise ValueError(f"detect_digits expects mono audio (1-D), got shape {pcm.shape}")
     det = DtmfDetector(1, rate, params=params)
     block = det.block
-    # Enough trailing silence for the last key to go up.
-    tail = SUB * (det.params.end_gap_hops + SPAN + 1)
+    # Enough trailing silence for the last key to go up, in whole analysis passes.
+    tail = SUB * (det.params.end_gap_hops + SPAN + 1) + block * det._every
     total = -(-(pcm.size + tail) // block) * block
     padded = np.zeros(total, dtype=np.float32)
     padded[:pcm.size] = pcm

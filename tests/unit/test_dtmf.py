@@ -260,6 +260,26 @@ def test_batched_rows_give_the_same_digits_as_rows_alone():
     assert len(together) == 48
 
 
+def test_one_block_or_two_per_analysis_pass_give_the_same_digits():
+    rng = np.random.default_rng(9)
+    signals = [line(*[np.concatenate([tone(k, rng.uniform(40, 120), -12, -14),
+                                      gap(rng.uniform(50, 100))])
+                      for k in rng.choice(list(KEYS), 5)], lead=int(rng.integers(0, 500)),
+                    noise_dbm0=-50, seed=i) for i in range(6)]
+    n = max(s.size for s in signals) + 1600
+    n += -n % 160
+    pcm = np.zeros((6, n), dtype=np.int16)
+    for i, s in enumerate(signals):
+        pcm[i, :s.size] = s
+    found = {}
+    for every in (1, 2):
+        det = DtmfDetector(6, analyse_every=every)
+        found[every] = sorted((d for t in range(0, n, 160)
+                               for d in det.process(np.ascontiguousarray(pcm[:, t:t + 160]))),
+                              key=lambda d: (d.row, d.start))
+    assert found[1] == found[2] and len(found[1]) == 30
+
+
 def test_digit_start_and_duration_are_measured():
     for off in OFFSETS:
         for ms in (50, 100, 250):
