@@ -395,3 +395,13 @@ def test_bench_corpus_digits_are_all_found_by_our_detector():
     _, _, got = bench.run_ours(audio)
     assert sum(map(len, expected)) > 10
     assert got == expected
+
+
+def test_bench_command_prints_the_figures_as_json(capsys):
+    import json
+    assert bench.main(["--json", "--channels", "6", "--seconds", "2", "--passes", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for k in ("ours_samples_per_s", "spandsp_samples_per_s", "ratio", "ours_errors",
+              "spandsp_errors"):
+        assert k in r
+    assert r["ours_errors"] == 0 and r["samples"] == 6 * 2 * 8000
