@@ -22,6 +22,8 @@ from typing import Any, Callable
 from drivers.backends.base import HwEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog.config import DTMF_DIGITS, AnalogConfig, SignalingError
+from drivers.signaling.commands import check_args, check_files as _files, check_flag as _flag
+from drivers.signaling.commands import check_text as _text
 
 # Playback tags (the engine reports each finished playback as PlayDone(tag, interrupted)).
 PROMPT_TAG = "prompt"      # the application's prompts: PlayDone becomes PromptDone
@@ -78,17 +80,7 @@ class Timers:
         return name, tick
 
 
-# ---- commands: argument checks shared by both lines ---------------------------------------
-def _text(command, name, value, *, required=False, limit=64):
-    if not isinstance(value, str):
-        raise SignalingError(f"{command}: {name} must be text, not {type(value).__name__}")
-    if required and not value:
-        raise SignalingError(f"{command}: {name} is missing")
-    if len(value) > limit:
-        raise SignalingError(f"{command}: {name} is longer than {limit} characters")
-    return value
-
-
+# ---- commands: the analog lines' own checks (the common ones: drivers.signaling.commands) -
 def _dtmf(command, name, value, *, required=True, allowed=DTMF_DIGITS, limit=64):
     value = _text(command, name, value, required=required, limit=limit)
     bad = sorted(set(value) - allowed)
@@ -101,21 +93,6 @@ def _dtmf(command, name, value, *, required=True, allowed=DTMF_DIGITS, limit=64)
 def _cause(command, value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 127:
         raise SignalingError(f"{command}: cause must be a Q.850 cause value 1-127, not {value!r}")
-    return value
-
-
-def _files(command, value):
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise SignalingError(f"{command}: files must be a non-empty list of prompt files")
-    for f in value:
-        if not isinstance(f, str) or not f:
-            raise SignalingError(f"{command}: every file must be a non-empty path, not {f!r}")
-    return tuple(value)
-
-
-def _flag(command, name, value):
-    if not isinstance(value, bool):
-        raise SignalingError(f"{command}: {name} must be true or false, not {value!r}")
     return value
 
 
@@ -138,21 +115,7 @@ COMMANDS: dict[str, dict[str, tuple[Any, Callable]]] = {
 
 def check_command(name: str, args: dict) -> dict:
     """The command's arguments with defaults filled in, or a SignalingError naming the fault."""
-    spec = COMMANDS.get(name)
-    if spec is None:
-        raise SignalingError(f"unknown command {name!r} (known: {', '.join(COMMANDS)})")
-    extra = sorted(set(args) - set(spec))
-    if extra:
-        raise SignalingError(f"{name}: unexpected argument {extra[0]!r}")
-    out = {}
-    for arg, (default, check) in spec.items():
-        if arg not in args:
-            if default is ...:
-                raise SignalingError(f"{name}: {arg} is missing")
-            out[arg] = default
-        else:
-            out[arg] = check(args[arg])
-    return out
+    return check_args(COMMANDS, name, args)
 
 
 # ---- media events, recognised by shape (the engine's classes are not imported) ------------

@@ -10,21 +10,13 @@ from typing import Any, Callable
 
 from drivers.native import libpri
 from drivers.signaling.analog.config import SignalingError
+from drivers.signaling.commands import check_args, check_files as _files, check_flag as _flag
+from drivers.signaling.commands import check_text as _text
 
 from . import causes
 
 DIAL_DIGITS = frozenset("0123456789*#")
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-
-
-def _text(command: str, name: str, value, *, required=False, limit=64) -> str:
-    if not isinstance(value, str):
-        raise SignalingError(f"{command}: {name} must be text, not {type(value).__name__}")
-    if required and not value:
-        raise SignalingError(f"{command}: {name} is missing")
-    if len(value) > limit:
-        raise SignalingError(f"{command}: {name} is longer than {limit} characters")
-    return value
 
 
 def _digits(command: str, name: str, value, allowed=DIAL_DIGITS, *, required=True,
@@ -49,21 +41,6 @@ def _cause(command: str, value) -> int:
         return causes.check(value)
     except causes.CauseError as e:
         raise SignalingError(f"{command}: {e}") from None
-
-
-def _files(command: str, value) -> tuple:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise SignalingError(f"{command}: files must be a non-empty list of prompt files")
-    for f in value:
-        if not isinstance(f, str) or not f:
-            raise SignalingError(f"{command}: every file must be a non-empty path, not {f!r}")
-    return tuple(value)
-
-
-def _flag(command: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise SignalingError(f"{command}: {name} must be true or false, not {value!r}")
-    return value
 
 
 def _mode(value) -> str:
@@ -107,19 +84,4 @@ COMMANDS: dict[str, dict[str, tuple[Any, Callable]]] = {
 
 def check_command(name: str, args: dict) -> dict:
     """The command's arguments with defaults filled in, or a SignalingError naming the fault."""
-    spec = COMMANDS.get(name)
-    if spec is None:
-        raise SignalingError(f"unknown command {name!r} for a PRI channel "
-                             f"(known: {', '.join(COMMANDS)})")
-    extra = sorted(set(args) - set(spec))
-    if extra:
-        raise SignalingError(f"{name}: unexpected argument {extra[0]!r}")
-    out = {}
-    for arg, (default, check) in spec.items():
-        if arg not in args:
-            if default is ...:
-                raise SignalingError(f"{name}: {arg} is missing")
-            out[arg] = default
-        else:
-            out[arg] = check(args[arg])
-    return out
+    return check_args(COMMANDS, name, args, line="a PRI channel")
