@@ -6,21 +6,18 @@ ring no answer, wrap-up across a transfer, a sticky agent, overflow to another q
 supervisor's whisper heard by the agent and not by the caller, bad requests refused with
 clear errors, and the figures (QueueStatistics, /metrics, the queue log in SQLite).
 
-The far side runs in a process of its own: this file, run as a script, serves the virtual
+The far side runs in a process of its own (tests/e2e/stack.py as a script): the virtual
 cards (4 FXS phones, 2 CO lines, one PRI span whose exchange is libpri's network side) on
-the realtime clock, records what chosen ports hear, and takes orders on a control socket.
+the realtime clock; it records what chosen ports hear and takes orders on a control socket.
 """
-import json
 import os
-import signal
-import sys
 import time
 import urllib.request
 
 import pytest
-import zmq
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, wait
+
 PRI_SPAN = 2
 
 CARDD_TOML = """
@@ -71,164 +68,8 @@ channels = "32-46,48-62"
 """
 
 
-# ---- the far side (run as a script) ----------------------------------------------------------
-def tone_dbm0(pcm, hz, rate=8000):
-    """The level of the `hz` component of `pcm` (dBm0; a sine of peak 22756 is 0 dBm0)."""
-    import numpy as np
-    x = np.asarray(pcm, dtype=np.float64)
-    if x.size == 0:
-        return -120.0
-    n = np.arange(x.size)
-    amp = 2 * abs(np.dot(x, np.exp(-2j * np.pi * hz * n / rate))) / x.size
-    return float(20 * np.log10(max(amp, 1e-9) / 22756.0))
-
-
-def sim_main(cardd_config: str, control: str) -> int:
-    import numpy as np
-
-    from drivers import config as config_mod
-    from drivers.media import g711
-    from simulators.actors import test_tone
-    from simulators.actors.pri_co import attach_pri
-    from simulators.clock import Clock
-    from simulators.ctisim import cards_for, frontend_for
-    from simulators.prompt_match import expected_codes, find_prompt
-    from simulators.world import World
-
-    cfg = config_mod.load_cardd_config(cardd_config)
-    cards = cards_for(cfg)
-    world = World(cards, plan=cfg.tone_plan)
-    world.populate()
-    offices = attach_pri(world, cfg)
-    frontend = frontend_for("sim", cards, cfg)
-    frontend.start()
-    clock = Clock(cards, world, frontend, mode="realtime")
-    sock = zmq.Context.instance().socket(zmq.REP)
-    sock.bind(control)
-    recordings: dict[int, list] = {}
-    decode = g711.decode_table(cards.law)
-
-    def measure(channel, hz=0.0, file="", skip_s=0.0, head_s=0.0, last_s=0.0):
-        codes = np.concatenate(recordings.get(channel) or [np.zeros(0, np.uint8)])
-        if last_s:
-            codes = codes[-int(last_s * 8000):]
-        pcm = decode[codes].astype(np.float64)
-        out = {"seconds": codes.size / 8000,
-               "level_dbm0": float(10 * np.log10(max(np.mean(pcm ** 2), 1e-9) / (22756.0 ** 2 / 2)))}
-        if hz:
-            out["tone_dbm0"] = tone_dbm0(pcm, hz)
-        if file:
-            # cardd passes a lone prompt's codes unchanged; the spoken part is compared (a
-            # late tick of the realtime clock on a loaded machine may garble a block or two)
-            want = np.frombuffer(expected_codes(file=file, law=cards.law), np.uint8)
-            voiced = np.flatnonzero(np.abs(decode[want].astype(np.int32)) > 300)
-            want = want[voiced[0]:voiced[-1] + 1] if voiced.size else want
-            want = want[int(skip_s * 8000):]
-            if head_s:
-                want = want[:int(head_s * 8000)]
-            out["prompt_at"] = find_prompt(codes, want.tobytes(), tolerance=0.04)
-        return out
-
-    def order(o):
-        op = o["op"]
-        if op == "stop":
-            clock.stop()
-            return None
-        if op == "pri":
-            return getattr(offices[o["span"]], o["action"])(**o.get("args", {}))
-        if op == "record":
-            for ch in o["channels"]:
-                recordings[ch] = []
-            return None
-        if op == "measure":
-            return measure(o["channel"], **o.get("args", {}))
-        if op == "save":                       # what a port heard, for a failure report
-            np.save(o["path"], np.concatenate(recordings.get(o["channel"]) or [np.zeros(0, np.uint8)]))
-            return o["path"]
-        if op == "talk":                       # speak into a port: a steady tone
-            actor = world.actors[o["channel"]]
-            pcm = test_tone(o.get("seconds", 2.0), hz=o["hz"], level_dbm0=o.get("level_dbm0", -10.0))
-            world.media.engine.play(actor.row, pcm, tag="talk")
-            return None
-        actor = world.actors[o["channel"]]
-        if op == "do":
-            return getattr(actor, o["action"])(**o.get("args", {}))
-        if op == "set":
-            setattr(actor, o["attr"], o["value"])
-            return None
-        return getattr(actor, o["attr"])
-
-    class Orders:
-        def step(self, tick):
-            for ch, chunks in recordings.items():
-                chunks.append(cards.from_host(ch).copy())
-            while True:
-                try:
-                    o = json.loads(sock.recv(zmq.NOBLOCK))
-                except zmq.Again:
-                    return
-                try:
-                    answer = order(o)
-                    sock.send_string(json.dumps({"ok": True, "value": answer},
-                                                default=lambda v: getattr(v, "value", str(v))))
-                except Exception as e:           # the test sees the refusal
-                    sock.send_string(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
-
-    world.directors.append(Orders())
-    signal.signal(signal.SIGTERM, lambda *_: clock.stop())
-    try:
-        clock.run()
-    finally:
-        frontend.close()
-        sock.close(linger=0)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
-    sys.exit(sim_main(sys.argv[1], sys.argv[2]))
-
-
 # ---- the stack ----------------------------------------------------------------------------------
-CTID_TOML = """
-[ctid]
-run_dir = "{d}/run"
-timezone = "Asia/Shanghai"
-
-[cti]
-events = "ipc://{d}/run/ctid-events.sock"
-requests = "ipc://{d}/run/ctid-requests.sock"
-keys = "{d}/keys/clients.toml"
-server_key = "{d}/keys/ctid.key_secret"
-heartbeat_ms = 500
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[database]
-url = "sqlite:///{d}/run/hotline.db"
-
-[[cardd]]
-node = "node1"
-events = "ipc://{d}/run/cardd-events.sock"
-commands = "ipc://{d}/run/cardd-commands.sock"
-
-[[extension]]
-number = "8001"
-channel = "node1/1"
-
-[[extension]]
-number = "8002"
-channel = "node1/2"
-
-[[extension]]
-number = "8003"
-channel = "node1/3"
-
-[[extension]]
-number = "8004"
-channel = "node1/4"
-
+CTID_TOML = CTID_SECURE_HEAD + """
 [[trunk_group]]
 name = "co"
 channels = "node1/5-6"
@@ -309,81 +150,19 @@ CLIENTS = {
 }
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class AcdStack(Stack):
+    ctid_args = ("--log-level", "DEBUG") if os.environ.get("ACD_E2E_DEBUG") else ()
 
-
-class Stack:
     def __init__(self, d):
-        from ctid.cti.auth import generate_keypair
-        from simulators.ctisim import private_cardd_config
-        from simulators.procs import ProcessGroup
-        self.d = d
-        os.makedirs(f"{d}/keys")
         with open(f"{d}/cardd-source.toml", "w") as f:
             f.write(CARDD_TOML)
-        self.cardd_toml, _ = private_cardd_config(f"{d}/cardd-source.toml", d, "sim")
-        generate_keypair(f"{d}/keys", "ctid")
-        entries = []
-        for name, rest in CLIENTS.items():
-            public, _, _ = generate_keypair(f"{d}/keys", name)
-            entries.append(f'[clients.{name}]\nkey = "{public}"\n{rest}')
-        with open(f"{d}/keys/clients.toml", "w") as f:
-            f.write("\n".join(entries))
-        self.metrics_port = free_port()
-        self.ctid_toml = f"{d}/ctid.toml"
-        with open(self.ctid_toml, "w") as f:
-            f.write(CTID_TOML.format(d=d, metrics=self.metrics_port))
-        self.procs = ProcessGroup(f"{d}/logs")
-        self.control = f"ipc://{d}/simctl.sock"
-        self.ctx = zmq.Context()
-        self.ctl = None
-        self.clients = {}
-        self.watch = None
+        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
         self.last_seq = 0
-
-    def start(self):
-        env = {"OPENBLAS_NUM_THREADS": "1"}
-        self.procs.start("ctisim", [sys.executable, os.path.abspath(__file__), self.cardd_toml,
-                                    self.control], env={**os.environ, **env}, cwd=self.d)
-        self.procs.python_module("cardd", "drivers.cardd", ["--config", self.cardd_toml, "--no-metrics"],
-                                 cwd=self.d, extra_env=env)
-        debug = ["--log-level", "DEBUG"] if os.environ.get("ACD_E2E_DEBUG") else []
-        self.procs.python_module("ctid", "ctid.daemon", ["--config", self.ctid_toml, *debug],
-                                 cwd=self.d, extra_env=env)
-        self.ctl = self.ctx.socket(zmq.REQ)
-        self.ctl.setsockopt(zmq.RCVTIMEO, 10_000)
-        self.ctl.setsockopt(zmq.LINGER, 0)
-        self.ctl.connect(self.control)
-
-    def sim(self, op, **kw):
-        self.ctl.send_string(json.dumps({"op": op, **kw}))
-        answer = json.loads(self.ctl.recv())
-        assert answer["ok"], answer["error"]
-        return answer["value"]
-
-    def do(self, channel, action, **args):
-        return self.sim("do", channel=channel, action=action, args=args)
-
-    def get(self, channel, attr):
-        return self.sim("get", channel=channel, attr=attr)
 
     def pri_call(self, channel, number, ani):
         self.sim("pri", span=PRI_SPAN, action="listen", args={"channel": channel, "quiet": True})
         self.sim("pri", span=PRI_SPAN, action="call",
                  args={"number": number, "ani": ani, "channel": channel})
-
-    def client(self, name):
-        from ctid.cti.client import CtiClient
-        if name not in self.clients:
-            d = self.d
-            self.clients[name] = CtiClient.from_files(
-                f"ipc://{d}/run/ctid-events.sock", f"ipc://{d}/run/ctid-requests.sock",
-                f"{d}/keys/ctid.key", f"{d}/keys/{name}.key_secret", ctx=self.ctx)
-        return self.clients[name]
 
     def agent(self, client, agent, action, device="", reason="", ok=True):
         from hotline_proto import cti_pb2
@@ -398,42 +177,6 @@ class Stack:
         """The seq of the last event published so far (as the last reply reported it)."""
         wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
         return max(self.watch.mark(), self.last_seq)
-
-    def logs(self):
-        return "\n".join(f"--- {c.name}:\n{c.log_tail(30)}" for c in self.procs.children.values())
-
-    def stop(self):
-        for c in self.clients.values():
-            c.close()
-        if self.ctl is not None:
-            try:
-                self.sim("stop")
-            except Exception:
-                pass
-            self.ctl.close(linger=0)
-        self.procs.stop_all(grace_s=10)
-        self.ctx.term()
-
-
-def wait(cond, what, stack, limit=20.0, step=0.05):
-    t0 = time.monotonic()
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if stack.watch is not None:
-            stack.watch.pump()
-        value = cond()
-        if value:
-            if os.environ.get("ACD_E2E_TIMES"):         # where the run's time goes
-                print(f"  {time.monotonic() - t0:6.2f} s  {what if isinstance(what, str) else '...'}")
-            return value
-        dead = stack.procs.dead()
-        if dead:
-            pytest.fail(f"{', '.join(c.name for c in dead)} exited while waiting for {what}\n"
-                        f"{stack.logs()}")
-        time.sleep(step)
-    if callable(what):
-        what = what()
-    pytest.fail(f"timed out waiting for {what}\n{stack.logs()}")
 
 
 class Watch:
@@ -485,19 +228,11 @@ def story(stack, mark, call_id, agents=()):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(str(tmp_path_factory.mktemp("acd-e2e")))
+    s = AcdStack(str(tmp_path_factory.mktemp("acd-e2e")))
     s.start()
     try:
-        from hotline_proto import cti_pb2
         watcher = s.client("watcher")
-
-        def up():
-            try:
-                r = watcher.request(cti_pb2.Request(system_status=cti_pb2.SystemStatus()), timeout_s=1.0)
-            except Exception:
-                return False
-            return r.ok and r.status.get("cardd.node1") == "up"
-        wait(up, "ctid up with cardd node1 in step", s, limit=40)
+        ready(s, watcher, limit=40)
         s.watch = Watch(watcher)
         wait(lambda: watcher.last_heartbeat, "the subscription", s)
         wait(lambda: s.sim("pri", span=PRI_SPAN, action="_check_dchannel_up"),

@@ -4,126 +4,21 @@ end, with the exact CSTA events; a refused request for another agent's device; C
 SQLite; then ctid restarting in the middle of a call that keeps its audio, and the client
 recovering by snapshot.
 
-The far side runs in a process of its own: this file, run as a script, serves the
-simulator's virtual cards and world (realtime clock) and takes orders for its phones and CO
-lines on a small control socket.
+The far side (ctisim) runs in a process of its own; tests/e2e/stack.py serves it.
 """
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
-import zmq
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.e2e.stack import CTID_SECURE_HEAD, ROOT, Stack, ready, wait
+
 ANI = "13812345678"
 
-
-# ---- the far side (run as a script) ----------------------------------------------------------
-def sim_main(cardd_config: str, control: str) -> int:
-    from drivers import config as config_mod
-    from simulators.clock import Clock
-    from simulators.ctisim import cards_for, frontend_for
-    from simulators.world import World
-
-    cfg = config_mod.load_cardd_config(cardd_config)
-    cards = cards_for(cfg)
-    world = World(cards, plan=cfg.tone_plan)
-    world.populate()
-    frontend = frontend_for("sim", cards, cfg)
-    frontend.start()
-    clock = Clock(cards, world, frontend, mode="realtime")
-    sock = zmq.Context.instance().socket(zmq.REP)
-    sock.bind(control)
-
-    class Orders:
-        def step(self, tick):
-            while True:
-                try:
-                    order = json.loads(sock.recv(zmq.NOBLOCK))
-                except zmq.Again:
-                    return
-                try:
-                    if order["op"] == "stop":
-                        clock.stop()
-                        answer = None
-                    else:
-                        actor = world.actors[order["channel"]]
-                        if order["op"] == "do":
-                            answer = getattr(actor, order["action"])(**order.get("args", {}))
-                        else:
-                            answer = getattr(actor, order["attr"])
-                    sock.send_string(json.dumps({"ok": True, "value": answer},
-                                                default=lambda o: getattr(o, "value", str(o))))
-                except Exception as e:           # the test sees the refusal
-                    sock.send_string(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
-
-    world.directors.append(Orders())
-    signal.signal(signal.SIGTERM, lambda *_: clock.stop())
-    try:
-        clock.run()
-    finally:
-        frontend.close()
-        sock.close(linger=0)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
-    sys.exit(sim_main(sys.argv[1], sys.argv[2]))
-
-
-# ---- the stack ----------------------------------------------------------------------------------
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CTID_TOML = """
-[ctid]
-run_dir = "{d}/run"
-timezone = "Asia/Shanghai"
-
-[cti]
-events = "ipc://{d}/run/ctid-events.sock"
-requests = "ipc://{d}/run/ctid-requests.sock"
-keys = "{d}/keys/clients.toml"
-server_key = "{d}/keys/ctid.key_secret"
-heartbeat_ms = 500
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[database]
-url = "sqlite:///{d}/run/hotline.db"
-
-[[cardd]]
-node = "node1"
-events = "ipc://{d}/run/cardd-events.sock"
-commands = "ipc://{d}/run/cardd-commands.sock"
-
-[[extension]]
-number = "8001"
-channel = "node1/1"
-
-[[extension]]
-number = "8002"
-channel = "node1/2"
-
-[[extension]]
-number = "8003"
-channel = "node1/3"
-
-[[extension]]
-number = "8004"
-channel = "node1/4"
-
+CTID_TOML = CTID_SECURE_HEAD + """
 [[trunk_group]]
 name = "co"
 channels = "node1/5-8"
@@ -138,111 +33,19 @@ match = "12345"
 to = "ext:8001"
 """
 
-
-class Stack:
-    def __init__(self, d):
-        from simulators.ctisim import private_cardd_config
-        from simulators.procs import ProcessGroup
-        from ctid.cti.auth import generate_keypair
-        self.d = d
-        os.makedirs(f"{d}/keys")
-        self.cardd_toml, _ = private_cardd_config(os.path.join(ROOT, "etc/cardd.toml"), d, "sim")
-        generate_keypair(f"{d}/keys", "ctid")
-        entries = []
-        for name, rest in (("agent1", 'role = "agent"\ndevices = ["ext:8001"]\n'),
-                           ("watcher", 'role = "observer"\n')):
-            public, _, _ = generate_keypair(f"{d}/keys", name)
-            entries.append(f'[clients.{name}]\nkey = "{public}"\n{rest}')
-        with open(f"{d}/keys/clients.toml", "w") as f:
-            f.write("\n".join(entries))
-        self.metrics_port = free_port()
-        self.ctid_toml = f"{d}/ctid.toml"
-        with open(self.ctid_toml, "w") as f:
-            f.write(CTID_TOML.format(d=d, metrics=self.metrics_port))
-        self.procs = ProcessGroup(f"{d}/logs")
-        self.control = f"ipc://{d}/simctl.sock"
-        self.ctx = zmq.Context()
-        self.ctl = None
-        self.clients = []
-
-    def start(self):
-        env = {"OPENBLAS_NUM_THREADS": "1"}
-        self.procs.start("ctisim", [sys.executable, os.path.abspath(__file__), self.cardd_toml,
-                                    self.control], env={**os.environ, **env}, cwd=self.d)
-        self.procs.python_module("cardd", "drivers.cardd", ["--config", self.cardd_toml, "--no-metrics"],
-                                 cwd=self.d, extra_env=env)
-        self.start_ctid()
-        self.ctl = self.ctx.socket(zmq.REQ)
-        self.ctl.setsockopt(zmq.RCVTIMEO, 10_000)
-        self.ctl.setsockopt(zmq.LINGER, 0)
-        self.ctl.connect(self.control)
-
-    def start_ctid(self):
-        self.procs.python_module("ctid", "ctid.daemon", ["--config", self.ctid_toml],
-                                 cwd=self.d, extra_env={"OPENBLAS_NUM_THREADS": "1"})
-
-    def restart_ctid(self):
-        child = self.procs.children["ctid"]
-        child.popen.send_signal(signal.SIGTERM)
-        child.popen.wait(15)
-        self.start_ctid()
-
-    def sim(self, op, channel=None, **kw):
-        self.ctl.send_string(json.dumps({"op": op, "channel": channel, **kw}))
-        answer = json.loads(self.ctl.recv())
-        assert answer["ok"], answer["error"]
-        return answer["value"]
-
-    def do(self, channel, action, **args):
-        return self.sim("do", channel, action=action, args=args)
-
-    def get(self, channel, attr):
-        return self.sim("get", channel, attr=attr)
-
-    def client(self, name, **kw):
-        from ctid.cti.client import CtiClient
-        d = self.d
-        c = CtiClient.from_files(f"ipc://{d}/run/ctid-events.sock", f"ipc://{d}/run/ctid-requests.sock",
-                                 f"{d}/keys/ctid.key", f"{d}/keys/{name}.key_secret", ctx=self.ctx, **kw)
-        self.clients.append(c)
-        return c
-
-    def logs(self):
-        return "\n".join(f"--- {c.name}:\n{c.log_tail(25)}" for c in self.procs.children.values())
-
-    def stop(self):
-        for c in self.clients:
-            c.close()
-        if self.ctl is not None:
-            try:
-                self.sim("stop")
-            except Exception:
-                pass
-            self.ctl.close(linger=0)
-        self.procs.stop_all(grace_s=10)
-        self.ctx.term()
+CLIENTS = {
+    "agent1": 'role = "agent"\ndevices = ["ext:8001"]\n',
+    "watcher": 'role = "observer"\n',
+}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(str(tmp_path_factory.mktemp("ctid-e2e")))
+    s = Stack(str(tmp_path_factory.mktemp("ctid-e2e")), os.path.join(ROOT, "etc/cardd.toml"),
+              CTID_TOML, CLIENTS)
     s.start()
     yield s
     s.stop()
-
-
-def wait(cond, what, stack, limit=20.0, step=0.05):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        dead = stack.procs.dead()
-        if dead:
-            pytest.fail(f"{', '.join(c.name for c in dead)} exited while waiting for {what}\n"
-                        f"{stack.logs()}")
-        time.sleep(step)
-    pytest.fail(f"timed out waiting for {what}\n{stack.logs()}")
 
 
 class Watch:
@@ -277,18 +80,6 @@ def ctictl(stack, *args):
                           env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
-
-
-def ready(stack, client):
-    from hotline_proto import cti_pb2
-
-    def up():
-        try:
-            r = client.request(cti_pb2.Request(system_status=cti_pb2.SystemStatus()), timeout_s=1.0)
-        except Exception:
-            return False
-        return r.ok and r.status.get("cardd.node1") == "up" and r
-    return wait(up, "ctid up with cardd node1 in step", stack, limit=30)
 
 
 def test_call_hold_retrieve_consult_transfer_far_end_clears(stack):
