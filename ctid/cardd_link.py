@@ -242,6 +242,28 @@ def _rebuild(model: CallModel, out: Out, devs: list, chans: dict, now: float,
 
 
 # ---- the sockets ------------------------------------------------------------------------
+def decode_event(frames: list[bytes]) -> cardd_pb2.ChannelEvent | None:
+    """A message from cardd's event PUB (topic, ChannelEvent); None if it is not one."""
+    ev = cardd_pb2.ChannelEvent()
+    try:
+        if len(frames) != 2:
+            raise DecodeError(f"{len(frames)} frames")
+        ev.ParseFromString(frames[1])
+    except (DecodeError, ValueError):
+        return None
+    return ev
+
+
+def decode_reply(data: bytes) -> cardd_pb2.Reply | None:
+    """A reply from cardd's command ROUTER; None if it does not parse."""
+    reply = cardd_pb2.Reply()
+    try:
+        reply.ParseFromString(data)
+    except (DecodeError, ValueError):
+        return None
+    return reply
+
+
 @dataclasses.dataclass
 class Pending:
     cmd: cardd_pb2.Command
@@ -317,12 +339,8 @@ class CarddLink:
                 frames = self.sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            ev = cardd_pb2.ChannelEvent()
-            try:
-                if len(frames) != 2:
-                    raise DecodeError(f"{len(frames)} frames")
-                ev.ParseFromString(frames[1])
-            except (DecodeError, ValueError):
+            ev = decode_event(frames)
+            if ev is None:
                 self.malformed += 1
                 continue
             self.events_received += 1
@@ -332,10 +350,8 @@ class CarddLink:
                 data = self.dealer.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            reply = cardd_pb2.Reply()
-            try:
-                reply.ParseFromString(data)
-            except (DecodeError, ValueError):
+            reply = decode_reply(data)
+            if reply is None:
                 self.malformed += 1
                 continue
             self.up = True

@@ -12,9 +12,9 @@ processing of the subscription remains: callers wait a few ticks more.
 from __future__ import annotations
 
 import zmq
-from google.protobuf.message import DecodeError
 from zmq.utils.monitor import recv_monitor_message
 
+from ctid.cardd_link import decode_event, decode_reply
 from hotline_proto import cardd_pb2
 
 
@@ -52,12 +52,8 @@ class CarddClient:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            ev = cardd_pb2.ChannelEvent()
-            try:
-                if len(frames) != 2:
-                    raise DecodeError(f"{len(frames)} frames")
-                ev.ParseFromString(frames[1])
-            except (DecodeError, ValueError):
+            ev = decode_event(frames)
+            if ev is None:
                 self.malformed += 1
                 continue
             out.append(ev)
@@ -70,10 +66,8 @@ class CarddClient:
                 payload = self._dealer.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            reply = cardd_pb2.Reply()
-            try:
-                reply.ParseFromString(payload)
-            except (DecodeError, ValueError):
+            reply = decode_reply(payload)
+            if reply is None:
                 self.malformed += 1
                 continue
             out.append(reply)
