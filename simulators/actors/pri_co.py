@@ -31,9 +31,8 @@ from drivers.signaling.pri import causes
 from drivers.signaling.pri.pcap import PcapWriter
 from drivers.signaling.span_health import alarm_bits, alarm_names
 
-from simulators.cards import ERROR_WORDS
-
 from . import Actor, ActorError, speech_like
+from .span_faults import SpanFaults
 
 E1_TIMESLOTS = [*range(1, 16), *range(17, 32)]
 DEFAULT_ALERT_S = 0.3
@@ -493,7 +492,7 @@ class PriBearer(Actor):
         return f"B-channel {self.timeslot} playing {self.playing}, digits {self.digits!r}"
 
 
-class PriCentralOffice:
+class PriCentralOffice(SpanFaults):
     """An exchange on one PRI span of the world's virtual cards (a director of the world)."""
     kind = "pri"
 
@@ -638,26 +637,6 @@ class PriCentralOffice:
         self.alarms = 0
         self.cards.set_span_alarms(self.span, 0)
         self.note("span alarm cleared")
-
-    def slip(self, count: int = 1) -> None:
-        """Controlled slips on the span (counted by the card; the audio is not touched)."""
-        try:
-            self.cards.slip(self.span, count)
-        except ValueError as e:
-            raise ActorError(str(e)) from None
-        self.note(f"{count} slips")
-
-    def errors(self, **counts: int) -> None:
-        """Line errors on the span, by scenario word: crc4, bpv, frame, ebit, fas."""
-        unknown = sorted(set(counts) - set(ERROR_WORDS))
-        if unknown:
-            raise ActorError(f"errors: unknown counter {unknown[0]!r} (known: "
-                             f"{', '.join(ERROR_WORDS)})")
-        try:
-            self.cards.count_errors(self.span, **{ERROR_WORDS[k]: n for k, n in counts.items()})
-        except ValueError as e:
-            raise ActorError(str(e)) from None
-        self.note("line errors " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
 
     def garble(self, frames: int = 10, mode: str = "garbage") -> None:
         """Send `frames` damaged frames now: random junk or truncated copies of the last."""

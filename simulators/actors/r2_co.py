@@ -36,9 +36,8 @@ from drivers.media.engine import MediaEngine
 from drivers.signaling import events as ev
 from drivers.signaling.r2 import R2Line, R2Options, SetCas, Variant, load_variant
 
-from simulators.cards import ERROR_WORDS
-
 from . import Actor, ActorError, speech_like, test_tone
+from .span_faults import SpanFaults
 
 REFUSALS = {"busy": 17, "unallocated": 1, "congestion": 42, "out_of_order": 27}
 INCOMING_PLANS = ("answer", "accept", "reject", "ignore")
@@ -248,7 +247,7 @@ class R2Trunk(Actor):
         return f"r2 {self.channel}: {self.line.describe()}; recent: {self.recent()}"
 
 
-class R2Office:
+class R2Office(SpanFaults):
     """The R2 far end for the E1 timeslots `channels` of one span (a World director).
 
     Also the span-level scenario actor `r2: SPAN` (see R2_ACTIONS, R2_CHECKS,
@@ -360,26 +359,6 @@ class R2Office:
 
     def clear_alarm(self) -> None:
         self.cards.set_span_alarms(self.span, 0)
-
-    def slip(self, count: int = 1) -> None:
-        """Controlled slips on the span (counted by the card; the audio is not touched)."""
-        try:
-            self.cards.slip(self.span, count)
-        except ValueError as e:
-            raise ActorError(str(e)) from None
-        self.note(f"{count} slips")
-
-    def errors(self, **counts: int) -> None:
-        """Line errors on the span, by scenario word: crc4, bpv, frame, ebit, fas."""
-        unknown = sorted(set(counts) - set(ERROR_WORDS))
-        if unknown:
-            raise ActorError(f"errors: unknown counter {unknown[0]!r} (known: "
-                             f"{', '.join(ERROR_WORDS)})")
-        try:
-            self.cards.count_errors(self.span, **{ERROR_WORDS[k]: n for k, n in counts.items()})
-        except ValueError as e:
-            raise ActorError(str(e)) from None
-        self.note("line errors " + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
 
     def _calls(self, direction: str | None = None) -> list[CallRecord]:
         return [c for t in self.trunks.values() for c in t.calls
