@@ -438,9 +438,11 @@ def test_a_supervisor_whisper_is_heard_by_the_agent_and_not_by_the_caller(stack)
     stack.pri_call(38, "12345", "13300133000")
     est = until(stack, mark, "Established", device="ext:8001")
     call = est.call_id
-    # an agent may not listen in on anyone: scope
+    # an agent may not listen in on anyone: supervising needs the supervisor role
     r = stack.agent("agent1", "1002", "supervise", device="ext:8001", reason="listen", ok=False)
-    assert r.error == "refused: agent: agent '1002' is not agent1's to control"
+    assert r.error == "refused: agent: supervise needs the supervisor or admin role; agent1 is agent"
+    r = stack.agent("agent1", "1001", "supervise", device="ext:8001", reason="listen", ok=False)
+    assert r.error == "refused: agent: supervise needs the supervisor or admin role; agent1 is agent"
     r = stack.agent("sup", "1001", "supervise", device="ext:8003", reason="whisper")
     assert r.call_id == call
     sup = until(stack, mark, "Established", device="ext:8003")
