@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 200             # node entries in one event: a runaway flow is stopped
 MAX_SUBFLOW_DEPTH = 8
 TERMINATOR_GRACE_S = 2.0    # after a full entry, a terminator key this soon belongs to it
+# Node types that run on after a caller hung up during a recording (they need no caller).
+NODES_WITHOUT_CALLER = frozenset({"set", "branch", "lookup", "goto"})
 
 
 # ---- actions ----------------------------------------------------------------------------
@@ -275,6 +277,7 @@ class IvrSession:
         self._playing = False            # a Play of ours is still running on cardd
         self._stale = 0                  # PromptDones still to come for replaced plays
         self._pending_terminator: tuple[str, float] | None = None   # see _late_terminator
+        self._caller_gone = False        # hung up during a recording: see _ev_hangup
         self._current_play: tuple = ((), False)
         self._replayed = False
         self._barge = False
@@ -421,6 +424,14 @@ class IvrSession:
             self._end_with(Hangup(), "error")
             return
         node = self.flow.nodes[node_id]
+        if self._caller_gone and node.type not in NODES_WITHOUT_CALLER:
+            # the first node that needs the caller ends the call (it is never entered)
+            self.state = S.DONE
+            self.outcome = "voicemail"
+            self._playing = False
+            self._node_deadline = self._max_deadline = None
+            self._emit(End("voicemail", self.trail.compact()))
+            return
         self.node = node
         self._node_deadline = None
         self._entered_at = self.now
@@ -570,6 +581,11 @@ class IvrSession:
         self._emit(End(outcome, self.trail.compact()))
 
     def _ev_hangup(self) -> None:
+        if self.state is S.RECORDING and not self._caller_gone:
+            # "Hang up when you are done": the message is the point of the call. Wait for the
+            # recording to close, then run the nodes that need no caller (a ticket insert...).
+            self._caller_gone = True
+            return
         dwell = self.now - self._entered_at
         outcome = "voicemail" if self.state is S.RECORDING else "abandoned"
         if self._ext_app:
@@ -787,7 +803,7 @@ class IvrSession:
         self._goto("fallback")
 
     def _ev_lookup_timeout(self) -> None:
-        if self._wait_prompt is not None and self.now < self._lookup_deadline:
+        if self._wait_prompt is not None and self.now < self._lookup_deadline and not self._caller_gone:
             prompts = self._prompts(self._wait_prompt)
             self._wait_prompt = None
             if prompts:

@@ -50,3 +50,25 @@ def test_112_caller_speaks_after_the_beep_and_the_ticket_keeps_the_recording(sta
     pcm = g711.decode("alaw", codes).astype(float).reshape(-1, 160)
     levels = rms_to_dbm0(np.sqrt((pcm ** 2).mean(axis=1)))
     assert np.median(levels) > -35                      # speech, not silence or the beep
+
+
+def test_112_caller_who_hangs_up_after_speaking_still_gets_a_ticket(stack):
+    """The prompt says "press # or hang up when you are done": hanging up keeps the message
+    and the ticket is still created with it."""
+    ani = "01066668888"
+    c = stack.call(8, "112", ani, [
+        ("hear", "请输入故障电话号码，以井号键结束；查询本机请直接按井号键。"), ("keys", "#"),
+        ("hear", DESCRIBE), ("wait", 0.6)])
+    stack.run_until(lambda: c.done, 60, "caller at the beep")
+    office = stack.offices[c.span]
+    office.talk(8, TALK_S)
+    c.script += [("wait", TALK_S + 0.3), ("hangup",)]
+
+    def ticket():
+        with sqlite3.connect(f"{stack.d}/run/ivr-demo.db") as db:
+            return db.execute("SELECT phone, recording FROM tickets WHERE caller = ?",
+                              (ani,)).fetchall()
+    stack.run_until(lambda: c.done and ticket(), 60, "ticket created after the hang-up")
+    (phone, recording), = ticket()
+    assert phone == ani and recording and os.path.getsize(recording) > 44 + 8000
+    assert stack.events_for(ani, "CallCleared")

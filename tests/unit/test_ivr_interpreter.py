@@ -392,13 +392,31 @@ def test_112_keyed_number_and_failed_insert():
 
 
 def test_112_caller_hangs_up_while_recording_is_a_message_not_an_abandon():
+    """The prompt says "press # or hang up when you are done": a caller who hangs up still
+    gets a ticket. The recording closes, the ticket is inserted, and the session ends at the
+    first node that would need the caller (the read-back)."""
     stats = IvrStats()
-    c = Caller("fault112", stats=stats)
+    c = Caller("fault112", ani="01062345678", stats=stats)
     c.start(); c.done(); c.done(); c.keys("#"); c.done()
     c.t += 12
-    assert c.s.on_hangup(c.t)[-1].outcome == "voicemail"
+    assert c.s.on_hangup(c.t) == []                       # the recording is still closing
+    assert not c.s.finished
+    c.t += 0.1
+    out = c.s.on_record_done(True, "/spool/vm/112/8.wav", 11.0, c.t)
+    assert out[0] == SetVar("recording", "/spool/vm/112/8.wav")
+    assert isinstance(out[1], Lookup) and out[1].query.startswith("INSERT INTO tickets")
+    assert out[1].params["recording"] == "/spool/vm/112/8.wav"
+    done = c.answer("C1:1", ok=True, row={"id": 2026002})
+    assert done == [SetVar("ticket", "2026002"),
+                    End("voicemail", "welcome>ask_number[#]>which_number>own_number>record>"
+                                     "create")]
+    assert c.s.finished and c.s.outcome == "voicemail"
     assert stats.node("fault112", "record").abandons == 0
-    assert stats.node("fault112", "record").exits == {"hangup": 1}
+    assert stats.node("fault112", "record").exits == {"next": 1}
+    # a hang-up anywhere else is an abandon, as before
+    d = Caller("fault112", stats=stats)
+    d.start()
+    assert d.s.on_hangup(d.t + 1)[-1].outcome == "abandoned"
 
 
 # ---- language-independent behaviour -------------------------------------------------------
