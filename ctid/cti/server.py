@@ -157,15 +157,19 @@ class CtiServer:
             log.info("CTI keys reloaded: %d clients", len(self.keys))
 
     def close(self) -> None:
-        for mon in self._monitors:
-            mon.close(linger=0)
-        self._monitors.clear()
+        # Stop monitoring while the monitor sockets are still open: libzmq sends them a
+        # MONITOR_STOPPED event, and with its peer already closed that send can block forever.
         for sock in (self.pub, self.router):
             if sock is not None:
                 try:
                     sock.disable_monitor()
                 except zmq.ZMQError:
                     pass
+        for mon in self._monitors:
+            mon.close(linger=0)
+        self._monitors.clear()
+        for sock in (self.pub, self.router):
+            if sock is not None:
                 sock.close(linger=0)
         if self.zap is not None:
             self.zap.stop()
