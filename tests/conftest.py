@@ -73,3 +73,15 @@ def db_url(request, tmp_path):
         return
     with _pg_schema(request.getfixturevalue("pg_url")) as url:
         yield url
+
+
+def need_tool(name: str) -> str:
+    """The path of a command a test needs. Under `make test` and CI (which install it) its
+    absence is a failure; on a developer machine without it the test is skipped, saying so."""
+    import shutil
+    path = shutil.which(name)
+    if path is None:
+        if pg_required():
+            pytest.fail(f"{name} is not installed, but `make test` installs it", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+    return path

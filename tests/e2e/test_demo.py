@@ -13,8 +13,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "ctid", "daemon.py")),
-                                reason="ctid is not in this tree")
 
 
 @pytest.fixture(scope="module")

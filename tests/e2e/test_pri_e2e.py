@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 
 import pytest
+
+from tests.conftest import need_tool
 
 from simulators.ctisim import Stack
 from simulators.scenario import parse_scenario
@@ -20,9 +21,7 @@ ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": ROOT}
 
 
 def tshark_lines(path: str) -> list[str]:
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.skip("tshark is not installed (apt-get install tshark)")
+    tshark = need_tool("tshark")
     out = subprocess.run([tshark, "-r", path], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()

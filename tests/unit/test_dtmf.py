@@ -9,11 +9,12 @@ levels from -3 dBm0 (the pair at 0 dBm0 together) down to -36 dBm0 (26 dB below
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
+
+from tests.conftest import need_tool
 
 from drivers.bench import dtmf as bench
 from drivers.media import g711
@@ -224,8 +225,8 @@ def test_no_talk_off_from_harmonic_rich_dyads_on_dtmf_frequencies():
     assert _batched(signals) == []
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_no_talk_off_from_synthesised_speech(tmp_path):
+    need_tool("espeak-ng")
     text = ("Thank you for calling. Please hold while we connect you to the next "
             "available agent. Your call is important to us. For sales press one, for "
             "service press two, or stay on the line.")

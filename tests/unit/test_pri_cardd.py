@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import subprocess
 import threading
 
 import pytest
+
+from tests.conftest import need_tool
 import zmq
 
 from drivers.cardd import Cardd
@@ -138,9 +139,7 @@ def test_calls_both_ways_with_isdn_numbers_on_the_bus(node):
 
 def test_capture_command_writes_a_pcap_that_tshark_decodes(node, tmp_path):
     n = node
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.skip("tshark is not installed (apt-get install tshark)")
+    tshark = need_tool("tshark")
     path = str(tmp_path / "span1.pcap")
     r = n.d.handle_command(cardd_pb2.Command(id=2, capture=cardd_pb2.Capture(
         span=1, path=path, seconds=2.0)))
