@@ -238,6 +238,9 @@ class IvrStack:
                                 f"ipc://{self.d}/run/ctid-requests.sock")
         self.run_until(lambda: os.path.exists(f"{self.d}/run/ctid-events.sock")
                        and self._cardd_linked(), 120, "ctid up")
+        # A live CTI subscription starts at its first heartbeat: events published before it
+        # are not this client's, so no call may be placed until it has seen one.
+        self.run_until(lambda: self.client.last_heartbeat > 0, 30, "the CTI subscription live")
         return self
 
     def _cardd_linked(self) -> bool:
