@@ -16,8 +16,22 @@ A call routed to a queue:
   the queue (Queued again); the caller hangs up first -> an abandon; the call ends -> the
   agent's wrap-up, then ready; an agent's transfer -> call_transferred (the receiving
   agent is found by extension), wrap-up rules kept by the ACD; overflow to another queue
-  -> Diverted and Queued there; overflow out (voicemail, hangup, maximum wait) -> a
-  goodbye (speech, or busy tone) and the line is cleared (no voicemail service yet).
+  -> Diverted and Queued there; overflow to voicemail:MAILBOX (the queue's name when no
+  mailbox is given) -> cardd records a message after a beep (Record, as the IVR's voicemail;
+  '#' ends it), its RecordDone goes into the queue log (VOICEMAIL, with the path), then the
+  line is cleared; overflow out otherwise (hangup, maximum wait) -> a goodbye (speech, or
+  busy tone) and the line is cleared.
+
+Callbacks (a queue with callback_key/callback_trunk in AcdSettings.callbacks): the waiting
+caller keys callback_key, or an overflow target `callback` applies -> the ACD keeps their
+place as a virtual entry (CallbackRegistered event), the caller hears a confirmation (three
+beeps) and the line is cleared (cause normal). CallbackDue (the entry reached an agent) ->
+a new call rings the agent's extension showing the customer's number; the agent answers ->
+the ACD counts the agent busy on it, the customer's number is dialled on the queue's trunk
+group (Originated) and the call model bridges on answer (on DialComplete for an analog
+trunk). No trunk, a failed dial, or the customer's side clearing before answer ->
+callback_failed (the agent goes to wrap-up, the entry is finished: no retry); the agent not
+answering -> ring no answer (the entry goes back to the head of the queue).
 
 Supervisors: AgentRequest(action="supervise", agent=AGENT, device=SUPERVISOR_PHONE,
 reason="listen"|"whisper"|"barge"|"stop") rings the supervisor's phone with a call of
@@ -31,8 +45,8 @@ The reconciler runs every reconcile_every_s against the call model's view of eac
 in agent's phone (idle, ringing, connected), which the cardd link keeps in step with
 cardd's channel states.
 
-Not carried out in this version: callbacks (a CallbackDue is reported failed), transfers
-into a queue (the model transfers to extensions only), voicemail.
+Not carried out in this version: transfers into a queue (the model transfers to
+extensions only), callback retries.
 """
 from __future__ import annotations
 
@@ -63,6 +77,10 @@ CAUSE_NON_SELECTED = 26          # Q.850: another agent took the call (ring all)
 CAUSE_UNALLOCATED = 1
 GOODBYE_TONE_S = 4.0             # busy tone before the line is cleared (no speech)
 GOODBYE_LIMIT_S = 30.0           # a goodbye prompt never reported done: clear anyway
+VOICEMAIL_MAX_S = 120.0          # longest message a queue's voicemail records
+VOICEMAIL_SILENCE_S = 5.0        # silence that ends a message
+RECORD_LIMIT_S = VOICEMAIL_MAX_S + 15.0   # no RecordDone by then: clear anyway
+CONFIRM_BEEPS = 3                # the callback confirmation (three short beeps)
 GAUGES_EVERY_S = 1.0
 # What each supervise mode is in the conference.
 SUPERVISE_MIX = {"listen": "listen", "whisper": "whisper", "barge": "talk"}
@@ -87,6 +105,21 @@ class QueuedCall:
     agent_device: str = ""
     leaving: bool = False        # overflowed out of the ACD: goodbye, then the line clears
     hangup_at: float | None = None
+    recording: str = ""          # the voicemail mailbox being recorded to
+    callback: bool = False       # released with a callback entry kept in the ACD
+
+
+@dataclasses.dataclass
+class Placing:
+    """A callback being placed: the agent's phone rings, then the customer is dialled."""
+    call_id: str                 # the call model's call (agent's extension + trunk)
+    entry: str                   # the ACD's callback entry (the original caller's call id)
+    agent: str
+    device: str                  # the agent's extension
+    number: str                  # the customer's number
+    trunk_group: str
+    phase: str = "ringing"       # ringing -> dialling -> connected
+    trunk: str = ""              # the trunk channel device dialling the customer
 
 
 @dataclasses.dataclass
@@ -135,6 +168,8 @@ class AcdService:
         self.sessions: dict[str, Session] = {}                   # supervisor's call -> session
         self._supervised: dict[str, set[str]] = {}               # agent's call -> sessions
         self.seat: dict[str, str] = {}                           # agent -> device last used
+        self.placing: dict[str, Placing] = {}                    # model call -> callback placed
+        self.callback_entries: set[str] = set()                  # released callers' entries
         self._started = False
         self._next_reconcile: float | None = None
         self._next_gauges: float | None = None
@@ -240,12 +275,19 @@ class AcdService:
 
     def channel_event(self, model: CallModel, out: Out, device: Device, event, now: float) -> bool:
         kind = event.WhichOneof("kind")
-        if kind not in ("answered", "prompt_done", "cleared", "on_hook"):
+        if kind not in ("answered", "prompt_done", "cleared", "on_hook", "digit", "record_done"):
             return False
         party = model.parties.get(device.id)
         st = self.calls.get(party.call_id) if party is not None else None
         if st is None or st.caller != device.id:
             return False
+        if kind == "digit":
+            return self._digit(model, out, device, st, event.digit.digit, self._now(now))
+        if kind == "record_done":
+            if not st.recording:
+                return False
+            self._voicemail_done(model, out, st, event.record_done, self._now(now))
+            return True
         if kind == "answered":
             if st.answering:                  # the answer we gave the caller's line
                 st.answering = False
@@ -262,9 +304,35 @@ class AcdService:
                 call.outcome = "abandoned"
         return False
 
+    def _digit(self, model, out, device: Device, st: QueuedCall, digit: str, now: float) -> bool:
+        """A key from a waiting caller: the queue's callback key asks for a callback; '#'
+        ends a voicemail message. Other keys are nobody's business."""
+        if st.recording:
+            if digit == "#":
+                model.command(out, device, stop_record=cardd_pb2.StopRecord())
+            return True
+        key = self.settings.callbacks.get(st.queue, ("", ""))[0]
+        if st.agent or st.leaving or not key or digit != key:
+            return False
+        call = model.calls.get(st.call_id)
+        try:
+            acts = self.acd.request_callback(st.call_id, (call.calling if call else "") or None, now)
+        except AcdError as e:           # e.g. being offered, or no caller number
+            log.info("call %s: callback key %r not taken: %s", st.call_id, digit, e)
+            return True
+        self._apply(model, out, acts, now)
+        return True
+
     def observe(self, model: CallModel, out: Out, events: list, now: float) -> None:
         now = self._now(now)
         for e in events:
+            if e.call_id in self.placing:
+                try:
+                    self._placing_event(model, out, self.placing[e.call_id], e, now)
+                except AcdError as err:
+                    log.warning("ACD: %s on callback call %s (%s): %s", e.name, e.call_id,
+                                e.device, err)
+                continue
             if e.name not in WATCHED:
                 continue
             try:
@@ -351,12 +419,9 @@ class AcdService:
             log.warning("ACD reconciler: agent %s was %s while %s is %s; now %s",
                         a.agent, a.old, a.extension, a.channel_state, a.new)
         elif isinstance(a, CallbackDue):
-            log.error("call %s: callback to %s is due, but this ctid does not place "
-                      "callbacks; reported failed", a.call, a.number)
-            return self.acd.callback_failed(a.call, now)
+            return self._place_callback(model, out, a, now)
         elif isinstance(a, CallbackRegistered):
-            log.warning("call %s: callback to %s registered in %s (callbacks are not placed "
-                        "by this ctid)", a.call, a.number, a.queue)
+            self._callback_registered(model, out, a, now)
         return None
 
     def _agent_state(self, model, out, a: AgentStateChanged, now) -> None:
@@ -440,6 +505,8 @@ class AcdService:
         call = model.calls.get(st.call_id)
         if call is None:
             return
+        if st.recording:
+            return                                              # the music ended: recording
         if st.leaving:
             model.clear_call(out, call, CAUSE_NORMAL, now)      # the goodbye was said
         elif st.music and not st.agent:
@@ -472,12 +539,18 @@ class AcdService:
             call.data["queue"] = t.name
             model.connect(call, f"queue:{t.name}", ConnState.QUEUED, now, "queue")
             return
-        # Out of the ACD: no voicemail service yet, so a goodbye and the line is cleared.
+        if t.kind == "callback":        # CallbackRegistered follows: confirmation, release
+            self.notifier.diverted(out, call, a.queue, f"overflow ({a.reason}) to callback", now)
+            return
+        caller = model.devices.get(st.caller)
+        if t.kind == "voicemail" and caller is not None and caller.channel is not None:
+            self._voicemail(model, out, call, st, caller, t.name or a.queue, a, now)
+            return
+        # Out of the ACD: a goodbye and the line is cleared.
         self.notifier.diverted(out, call, a.queue, f"overflow ({a.reason}) to {t}: "
                                "goodbye and clear", now)
         call.outcome = "timed_out" if a.reason == "max_wait" else "overflowed"
         st.leaving = True
-        caller = model.devices.get(st.caller)
         files = self.audio.goodbye() if self.audio is not None else []
         if files:
             self._play(model, out, st, files)
@@ -485,6 +558,140 @@ class AcdService:
         elif caller is not None:
             model.command(out, caller, play_tone=cardd_pb2.PlayTone(tone="busy"))
             st.hangup_at = now + GOODBYE_TONE_S
+
+    # ---- voicemail and callbacks --------------------------------------------------------------
+    def _voicemail(self, model, out, call: Call, st: QueuedCall, caller: Device, mailbox: str,
+                   a: Overflow, now: float) -> None:
+        from ivr.ctid_service import voicemail_path     # the IVR's mailbox layout, shared
+        self.notifier.diverted(out, call, a.queue, f"overflow ({a.reason}) to voicemail:{mailbox}",
+                               now)
+        call.outcome = "timed_out" if a.reason == "max_wait" else "overflowed"
+        st.leaving, st.recording, st.music = True, mailbox, False
+        model.command(out, caller, stop_media=cardd_pb2.StopMedia())
+        model.command(out, caller, record=cardd_pb2.Record(
+            path=voicemail_path(mailbox, call.id, now), max_s=VOICEMAIL_MAX_S,
+            silence_s=VOICEMAIL_SILENCE_S, beep=True))
+        st.hangup_at = now + RECORD_LIMIT_S
+
+    def _voicemail_done(self, model, out, st: QueuedCall, r, now: float) -> None:
+        self.acd.log.append(now, st.queue, st.call_id, "", "VOICEMAIL",
+                            {"mailbox": st.recording, "ok": bool(r.ok), "path": r.path,
+                             "duration_s": round(float(r.duration_s), 2)})
+        st.recording = ""
+        call = model.calls.get(st.call_id)
+        if call is not None:
+            model.clear_call(out, call, CAUSE_NORMAL, now)
+
+    def _confirmation(self) -> list[str]:
+        if self.audio is None:
+            return []
+        from .audio import beeps_pcm, write_wav
+        path = os.path.join(self.audio.directory, "callback-confirm.wav")
+        if not os.path.isfile(path):
+            os.makedirs(self.audio.directory, exist_ok=True)
+            write_wav(path, beeps_pcm(CONFIRM_BEEPS, 0))
+        return [path]
+
+    def _callback_registered(self, model, out, a: CallbackRegistered, now: float) -> None:
+        """The caller's place is kept as a callback: confirm, then release their line."""
+        self.callback_entries.add(a.call)
+        st = self.calls.get(a.call)
+        call = model.calls.get(a.call)
+        if st is None or call is None:
+            return
+        self._leave_queue(model, call, a.queue, now)
+        model.event(out, "CallbackRegistered", call, now, device=f"queue:{a.queue}",
+                    reason=f"callback to {a.number}, position {a.position}",
+                    data={"callback_number": a.number, "queue_position": str(a.position),
+                          "queue_ewt_s": str(a.ewt_s)})
+        call.outcome = "callback"
+        st.leaving, st.callback, st.music = True, True, False
+        caller = model.devices.get(st.caller)
+        if caller is not None and call.connection(caller.id) is not None \
+                and call.connection(caller.id).state != ConnState.NULL:
+            model.command(out, caller, stop_media=cardd_pb2.StopMedia())
+            files = self._confirmation()
+            if files:
+                model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
+                st.playing = 1          # only the confirmation's PromptDone ends the call
+                st.hangup_at = now + GOODBYE_LIMIT_S
+                return
+        st.hangup_at = now
+
+    def _place_callback(self, model, out, a: CallbackDue, now: float) -> list:
+        trunk = self.settings.callbacks.get(a.queue, ("", ""))[1]
+        dev = model.devices.get(a.extension)
+        if not trunk:
+            log.error("queue %s: callback to %s is due but the queue has no callback_trunk",
+                      a.queue, a.number)
+            return self.acd.callback_failed(a.call, now)
+        call = model.new_call(now, calling=dev.number if dev else "", called=a.number)
+        call.data.update({"callback": a.call, "callback_number": a.number, "queue": a.queue,
+                          "agent": a.agent})
+        ev = model.ring(out, call, dev, now, caller_id=a.number) if dev is not None else None
+        if ev is None:
+            del model.calls[call.id]
+            log.info("agent %s: %s cannot ring for a callback: ring no answer", a.agent, a.extension)
+            return self.acd.agent_no_answer(a.agent, a.call, now)
+        ev.agent = a.agent
+        self.placing[call.id] = Placing(call.id, a.call, a.agent, dev.id, a.number, trunk)
+        self.offers[a.agent] = Offer(a.agent, call.id, dev.id)      # RONA stops the ringing
+        return self.acd.agent_ringing(a.agent, a.call, now)
+
+    def _placing_event(self, model, out, pl: Placing, e, now: float) -> None:
+        call = model.calls.get(pl.call_id)
+        if e.name == "Established" and e.device == pl.device and pl.phase == "ringing":
+            if self.offers.get(pl.agent) is not None and self.offers[pl.agent].call_id == pl.call_id:
+                del self.offers[pl.agent]
+            pl.phase = "dialling"
+            self._apply(model, out, self.acd.agent_answered(pl.agent, pl.entry, now), now)
+            if call is None:
+                return
+            agent_dev = model.devices[pl.device]
+            model.event(out, "Originated", call, now, device=pl.device, agent=pl.agent)
+            model.deliver(out, call, agent_dev, f"trunk:{pl.trunk_group}", pl.number, now,
+                          caller_id=agent_dev.number)
+            pl.trunk = call.data.get("trunk", "")
+        elif e.name in ("Established", "Delivered") and pl.phase == "dialling" \
+                and e.device and e.device == pl.trunk:
+            pl.phase = "connected"      # answered (or an analog trunk's digits are out)
+        elif e.name == "Failed" and pl.phase == "dialling":
+            self._callback_failed(model, out, pl, now, f"dial failed: {e.cause}")
+        elif e.name == "ConnectionCleared":
+            if e.device == pl.device and pl.phase == "ringing":
+                self._stop_offer(pl)
+                a = self.acd.agents.get(pl.agent)
+                if a is not None and a.offered_call == pl.entry:
+                    self._apply(model, out, self.acd.agent_no_answer(pl.agent, pl.entry, now), now)
+                pl.phase = "done"
+            elif e.device == pl.trunk and pl.phase == "dialling":
+                self._callback_failed(model, out, pl, now, "the customer's line cleared")
+            if call is not None and pl.phase != "connected":
+                model.clear_call(out, call, CAUSE_NORMAL, now)
+        elif e.name == "CallCleared":
+            del self.placing[pl.call_id]
+            self._stop_offer(pl)
+            entry = self.acd.calls.get(pl.entry)
+            if entry is None:
+                return
+            a = self.acd.agents.get(pl.agent)
+            if pl.phase == "ringing" and a is not None and a.offered_call == pl.entry:
+                self._apply(model, out, self.acd.agent_no_answer(pl.agent, pl.entry, now), now)
+            elif pl.phase == "connected":
+                self._apply(model, out, self.acd.call_ended(pl.entry, now), now)
+            elif pl.phase == "dialling":
+                self._callback_failed(model, out, pl, now, "cleared before the customer answered")
+
+    def _stop_offer(self, pl: Placing) -> None:
+        offer = self.offers.get(pl.agent)
+        if offer is not None and offer.call_id == pl.call_id:
+            del self.offers[pl.agent]
+
+    def _callback_failed(self, model, out, pl: Placing, now: float, why: str) -> None:
+        log.info("callback %s to %s by agent %s failed: %s", pl.entry, pl.number, pl.agent, why)
+        pl.phase = "failed"
+        if pl.entry in self.acd.calls:
+            self._apply(model, out, self.acd.callback_failed(pl.entry, now), now)
 
     # ---- what happens on the lines ----------------------------------------------------------
     def _observed(self, model, out, e, now) -> None:
@@ -524,6 +731,9 @@ class AcdService:
                     model.clear_call(out, call, CAUSE_NORMAL, now)
         elif e.name == "CallCleared":
             self.calls.pop(cid, None)
+            if cid in self.callback_entries:    # the entry lives on in the ACD
+                self.callback_entries.discard(cid)
+                return
             for agent in [ag for (c, _), ag in self._offer_at.items() if c == cid]:
                 offer = self.offers.pop(agent, None)
                 if offer is not None:

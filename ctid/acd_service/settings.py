@@ -14,6 +14,9 @@ file (every problem names the file, the line and the key; unknown keys are error
     rona_s = 15
     sticky_wait_s = 20          # a returning caller waits this long for their last agent
     overflow = [{when = "wait", threshold = 120, target = "queue:backup"}]
+    callback_key = "1"          # a waiting caller keys this to be called back (and released)
+    callback_trunk = "co"       # the trunk group callbacks are dialled on (needed by callback_key
+                                # and by callback overflow targets)
 
     [[agent]]
     id = "1001"
@@ -41,6 +44,8 @@ class AcdSettings:
     figures_every_s: float = 10.0
     reconcile_every_s: float = 5.0
     reconcile_grace_s: float = 5.0
+    # queue name -> (callback key or "", trunk group callbacks are dialled on)
+    callbacks: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -57,8 +62,9 @@ ANNOUNCE = ("tts", "tones")
 LANGUAGES = ("zh", "en", "yue")
 TABLES = ("acd",)
 ARRAYS = ("queue", "agent")
-# Overflow kinds this ctid carries out (callbacks need outbound dialling from the queue).
-TARGET_KINDS = ("queue", "voicemail", "hangup")
+# Overflow kinds this ctid carries out (a callback needs the queue's callback_trunk).
+TARGET_KINDS = ("queue", "voicemail", "callback", "hangup")
+DTMF_KEYS = "0123456789*#ABCD"
 
 
 def _fields():
@@ -68,6 +74,10 @@ def _fields():
     def strategy(v):
         return None if v in STRATEGIES or v in ("ringall", "rrmemory", "leastrecent") else \
             f"unknown strategy {v!r}; choose one of {', '.join(STRATEGIES)}"
+
+    def dtmf_key(v):
+        return None if v == "" or (len(v) == 1 and v in DTMF_KEYS) else \
+            f"must be one DTMF key ({DTMF_KEYS}) or empty, got {v!r}"
 
     def agent_id(v):
         return _name(v) if v else "empty agent id"
@@ -86,6 +96,8 @@ def _fields():
              "max_wait_s": Field(num, None, check=_positive),
              "max_wait_target": Field(str, "voicemail"),
              "overflow": Field(list, []),
+             "callback_key": Field(str, "", check=dtmf_key),
+             "callback_trunk": Field(str, ""),
              "sl_threshold_s": Field(num, 20.0, check=_not_negative),
              "announce": Field(bool, True),
              "announce_first_s": Field(num, 30.0, check=_not_negative),
@@ -164,14 +176,23 @@ def build(b) -> None:
                 if not isinstance(m, str) or m not in agent_ids:
                     line = c.map.value_line("queue", i, "members", f'"{m}"')
                     raise c.problem("queue", i, "members", f"{m!r} is not an [[agent]] id", line)
-            _target(b, i, "max_wait_target", v["max_wait_target"])
+            key, trunk = v.pop("callback_key"), v.pop("callback_trunk")
+            if key and not trunk:
+                raise c.problem("queue", i, "callback_key", "a callback key needs "
+                                "callback_trunk, the trunk group to dial callbacks on")
+            groups = {g.name for g in cfg.trunk_groups}
+            if trunk and trunk not in groups:
+                known = ", ".join(sorted(groups)) or "none"
+                raise c.problem("queue", i, "callback_trunk", f"no trunk group {trunk!r} "
+                                f"(known: {known})")
+            _target(b, i, "max_wait_target", v["max_wait_target"], trunk=trunk)
             for rule in v["overflow"]:
                 text = rule.get("target") if isinstance(rule, dict) else rule
                 if isinstance(text, str):
                     if not isinstance(rule, dict):          # 'wait>=120:queue:sales'
                         text = text.partition(":")[2]
                     line = c.map.value_line("queue", i, "overflow", text)
-                    _target(b, i, "overflow", text, line)
+                    _target(b, i, "overflow", text, line, trunk=trunk)
             announce = v.pop("announce")
             if not announce:
                 v["announce_first_s"] = None
@@ -180,6 +201,8 @@ def build(b) -> None:
         except _Skip:
             continue
         cfg.queues.append(q)
+        if key or trunk:
+            cfg.acd.callbacks[q.name] = (key, trunk)
 
 
 def _skills(skills, what):
@@ -197,7 +220,7 @@ def _check(c, table, index, entry, make):
         raise c.problem(table, index, key, text) from None
 
 
-def _target(b, index, key, text, line=None):
+def _target(b, index, key, text, line=None, trunk=""):
     try:
         t = Target.parse(text)
     except AcdError as e:
@@ -205,6 +228,9 @@ def _target(b, index, key, text, line=None):
     if t.kind not in TARGET_KINDS:
         raise b.c.problem("queue", index, key, f"{text!r}: {t.kind} targets are not carried out "
                           f"by this ctid (use {', '.join(k + ':' for k in TARGET_KINDS)})", line)
+    if t.kind == "callback" and not trunk:
+        raise b.c.problem("queue", index, key, f"{text!r}: a callback target needs the queue's "
+                          "callback_trunk (the trunk group to dial it on)", line)
     if t.kind == "queue" and t.name not in b.queue_names:
         known = ", ".join(sorted(b.queue_names)) or "none"
         raise b.c.problem("queue", index, key, f"{text!r}: no queue {t.name!r} (known: {known})",

@@ -455,3 +455,114 @@ def test_no_supervising_an_agent_whose_caller_is_on_hold(tmp_path):
         b.agent(6, "1001", "supervise", device="ext:8003", reason="listen")
     b.request(7, retrieve_call=cti_pb2.CallRef(call_id=call, device="ext:8001"))
     assert b.agent(8, "1001", "supervise", device="ext:8003", reason="listen").ok
+
+
+# ---- callbacks and voicemail ------------------------------------------------------------------
+CALLBACK = {"hotline": ("1", "co")}
+
+
+def callback_bench(tmp_path, **kw):
+    b = Bench(tmp_path, callbacks=CALLBACK, **kw)
+    b.agent(1, "1001", "not_ready")
+    b.agent(1, "1002", "not_ready")
+    return b
+
+
+def test_a_queued_caller_keys_for_a_callback_and_is_released_then_an_agent_calls_back(tmp_path):
+    b = callback_bench(tmp_path)
+    call = b.incoming(2, "13800138000")
+    out = b.ev(5, 5, digit=cardd_pb2.Digit(digit="7"))      # not the callback key
+    assert names(out) == [] and cmds(out) == []
+    out = b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    (reg,) = [e for e in out.events if e.name == "CallbackRegistered"]
+    assert reg.call_id == call and reg.data["callback_number"] == "13800138000"
+    assert cmds(out) == [(5, "stop_media"), (5, "play_prompt")]  # music off, confirmation on
+    assert cmd(out, 5, "play_prompt").play_prompt.files[0].endswith("callback-confirm.wav")
+    out = b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())        # confirmed: the line is cleared
+    assert "CallCleared" in names(out) and call not in b.model.calls
+    assert (5, "hangup") in cmds(out) and cmd(out, 5, "hangup").hangup.cause == 16
+    assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 1
+
+    b.agent(30, "1002", "ready")                        # the entry reaches agent 1002
+    out = b.last
+    assert cmd(out, 2, "ring").ring.caller_id == "13800138000"
+    delivered = next(e for e in out.events if e.name == "Delivered")
+    assert delivered.device == "ext:8002" and delivered.agent == "1002"
+    assert b.svc.acd.agents["1002"].state == "ringing"
+    out = b.answer(33, 2)                               # the agent answers: dial the customer
+    assert "Originated" in names(out)
+    dial = cmd(out, 5, "dial").dial
+    assert dial.number == "13800138000"
+    assert b.svc.acd.agents["1002"].state == "busy"
+    out = b.answer(40, 5)                               # the customer answers: bridged
+    assert "Established" in names(out) and (5, "bridge") in cmds(out)
+    out = b.hang_up(100, 5)
+    assert "CallCleared" in names(out)
+    assert b.svc.acd.agents["1002"].state == "after_call_work"
+    f = b.svc.acd.queue_figures("hotline", b.now)
+    assert f.callbacks_waiting == 0 and f.callbacks_completed == 1
+
+
+def test_a_callback_the_customer_does_not_take_is_reported_failed(tmp_path):
+    b = callback_bench(tmp_path)
+    records = []
+    b.svc.writer = records.append
+    b.incoming(2, "13800138000")
+    b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
+    b.agent(30, "1001", "ready")
+    b.answer(33, 1)
+    out = b.hang_up(50, 5)                              # busy/no answer at the far end
+    assert "CallCleared" in names(out)
+    assert (1, "hangup") in cmds(out)
+    assert b.svc.acd.agents["1001"].state == "after_call_work"
+    assert [r.event for r in records if r.event.startswith("CALLBACK")] == [
+        "CALLBACK_REQUESTED", "CALLBACK_CONNECT", "CALLBACK_FAILED"]
+    assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 0
+    assert not b.svc.placing
+
+
+def test_an_agent_not_answering_a_callback_puts_the_entry_back(tmp_path):
+    b = callback_bench(tmp_path)
+    b.incoming(2, "13800138000")
+    b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
+    b.agent(30, "1001", "ready")
+    b.tick(45)                                          # rona_s = 10
+    assert b.svc.acd.agents["1001"].state == "not_ready"
+    assert cmds(b.last) == [(1, "hangup")] and "CallCleared" in names(b.last)
+    assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 1
+    b.agent(50, "1002", "ready")                        # the next agent gets the entry
+    assert cmd(b.last, 2, "ring").ring.caller_id == "13800138000"
+
+
+def test_overflow_to_callback_releases_the_caller_with_a_confirmation(tmp_path):
+    q = QueueConfig("hotline", members=("1001", "1002"), announce_first_s=None,
+                    overflow=[OverflowRule.parse("wait>=30:callback")])
+    b = callback_bench(tmp_path, queues=[q])
+    call = b.incoming(2, "13800138000")
+    out = b.tick(35)
+    assert "CallbackRegistered" in names(out) and (5, "play_prompt") in cmds(out)
+    b.ev(37, 5, prompt_done=cardd_pb2.PromptDone())
+    assert call not in b.model.calls
+    assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 1
+
+
+def test_overflow_to_voicemail_records_a_message_into_the_queue_log(tmp_path):
+    q = QueueConfig("hotline", members=("1001", "1002"), announce_first_s=None,
+                    overflow=[OverflowRule.parse("wait>=30:voicemail:200")])
+    b = callback_bench(tmp_path, queues=[q])
+    records = []
+    b.svc.writer = records.append
+    call = b.incoming(2, "13800138000")
+    out = b.tick(35)
+    rec = cmd(out, 5, "record").record
+    assert rec.beep and rec.path.startswith(f"voicemail/200/{call}-") and rec.max_s > 0
+    assert "Diverted" in names(out) or any("voicemail:200" in e.reason for e in out.events)
+    out = b.ev(36, 5, prompt_done=cardd_pb2.PromptDone())   # the music stopping: still recording
+    assert call in b.model.calls and "CallCleared" not in names(out)
+    out = b.ev(50, 5, record_done=cardd_pb2.RecordDone(path=rec.path, duration_s=12.5, ok=True))
+    assert "CallCleared" in names(out) and call not in b.model.calls
+    (vm,) = [r for r in records if r.event == "VOICEMAIL"]
+    assert vm.call == call and vm.queue == "hotline"
+    assert vm.data["path"] == rec.path and vm.data["mailbox"] == "200" and vm.data["ok"]

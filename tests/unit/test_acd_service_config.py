@@ -136,8 +136,8 @@ to = "queue:hotlin"
         ("wrapup_s = -3", 0, "queue[1].wrapup_s: must be 0 or more, got -3"),
         ("queue:nowhere", 0, "queue[2].overflow: 'queue:nowhere': no queue 'nowhere' "
                              "(known: backup, care, hotline, sales, vip)"),
-        ("max_wait_target", 0, "queue[3].max_wait_target: 'callback': callback targets are not "
-                               "carried out by this ctid (use queue:, voicemail:, hangup:)"),
+        ("max_wait_target", 0, "queue[3].max_wait_target: 'callback': a callback target needs "
+                               "the queue's callback_trunk (the trunk group to dial it on)"),
         ("skills = {mandarin = 12}", 0, "queue[4].skills: queue 'vip' skills: level of skill "
                                         "'mandarin' must be an integer 1..10, got 12"),
         ('extension = "8009"', 0, "agent[0].extension: no extension 8009 (see [[extension]])"),
@@ -148,6 +148,54 @@ to = "queue:hotlin"
     assert problems(text, tmp_path) == [
         f"ctid.toml:{line_of(text, needle, tmp_path) + below}: {message}"
         for needle, below, message in expected]
+
+
+def test_callback_key_and_targets_need_a_trunk_group(tmp_path):
+    good = """
+[[queue]]
+name = "hotline"
+callback_key = "1"
+callback_trunk = "co"
+max_wait_s = 300
+max_wait_target = "callback"
+overflow = ["length>=3:callback"]
+"""
+    cfg = parse_ctid_config(BASE.format(run=tmp_path) + good, "ctid.toml")
+    assert cfg.acd.callbacks == {"hotline": ("1", "co")}
+    (q,) = cfg.queues
+    assert str(q.max_wait_target) == "callback" and str(q.overflow[0].target) == "callback"
+    bad = """
+[[queue]]
+name = "a"
+callback_key = "12"
+callback_trunk = "co"
+
+[[queue]]
+name = "b"
+callback_key = "1"
+
+[[queue]]
+name = "c"
+callback_trunk = "pbx"
+
+[[queue]]
+name = "d"
+overflow = ["wait>=60:callback"]
+"""
+    expected = [
+        ('callback_key = "12"', "queue[0].callback_key: must be one DTMF key (0123456789*#ABCD) "
+                                "or empty, got '12'"),
+        ('name = "b"', "queue[1].callback_key: a callback key needs callback_trunk, the trunk "
+                       "group to dial callbacks on"),
+        ('callback_trunk = "pbx"', "queue[2].callback_trunk: no trunk group 'pbx' (known: co)"),
+        ("wait>=60:callback", "queue[3].overflow: 'callback': a callback target needs the "
+                              "queue's callback_trunk (the trunk group to dial it on)"),
+    ]
+    found = problems(bad, tmp_path)
+    assert [f.split(": ", 1)[1] for f in found] == [m for _, m in expected]
+    assert found[0] == f"ctid.toml:{line_of(bad, expected[0][0], tmp_path)}: {expected[0][1]}"
+    assert found[2] == f"ctid.toml:{line_of(bad, expected[2][0], tmp_path)}: {expected[2][1]}"
+    assert found[3] == f"ctid.toml:{line_of(bad, expected[3][0], tmp_path)}: {expected[3][1]}"
 
 
 def test_the_example_configuration_has_the_hotline_queue(tmp_path):
