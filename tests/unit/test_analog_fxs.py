@@ -7,43 +7,12 @@ import dataclasses
 import pytest
 
 from drivers.backends.base import ChannelEvent, HookOp, HwEvent
+from drivers.media.engine import CallerIdEvent, DigitEvent, PlayDone, ToneEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog import AnalogConfig, FxsLine, FxsState, SignalingError
 from drivers.signaling.analog.timers import Timers
 
 S = FxsState
-
-
-# Media-engine events as the engine shapes them (the line recognises them by shape).
-@dataclasses.dataclass
-class DigitEvent:
-    row: int
-    digit: str
-    start: int
-    duration: int
-
-
-@dataclasses.dataclass
-class ToneEvent:
-    row: int
-    tone: str
-    sample: int
-
-
-@dataclasses.dataclass
-class PlayDone:
-    row: int
-    tag: object
-    interrupted: bool
-    digit: str
-
-
-@dataclasses.dataclass
-class CallerIdEvent:
-    row: int
-    number: str
-    name: str
-    when: object = None
 
 
 def digit(d, start=0, duration=800):
