@@ -1,16 +1,13 @@
 """FXO line (our port on a CO line): exact action sequences per scenario, timers by tick
 count, refused commands leave the line untouched, stray inputs are ignored, and every
 state is reachable and has a way back to idle."""
-import copy
-import dataclasses
-
 import pytest
 
 from drivers.backends.base import HookOp, HwEvent
-from drivers.media.engine import CallerIdEvent, DigitEvent, PlayDone, ToneEvent
+from drivers.media.engine import CallerIdEvent, DigitEvent, PlayDone, R2Event, ToneEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog import AnalogConfig, FxoLine, FxoState, SignalingError
-from drivers.signaling.analog.timers import Timers
+from tests.analog_harness import TICK, cleared, cmd, emit, explore, feed, reach, run, snapshot
 
 S = FxoState
 
@@ -23,11 +20,6 @@ def heard(name):
     return ToneEvent(0, name, 0)
 
 
-def cmd(name, **args):
-    return ("cmd", name, args)
-
-
-TICK = "tick"
 NEW, END = ev.NewCall(), ev.EndCall()
 OFFHOOK, ONHOOK = ev.Hook(HookOp.OFFHOOK), ev.Hook(HookOp.ONHOOK)
 STOP = ev.Media("stop")
@@ -38,35 +30,8 @@ EC_ON, EC_OFF = ev.Media("echo_cancel", (True,)), ev.Media("echo_cancel", (False
 ANSWERED = ev.Emit(ev.Answered())
 
 
-def emit(event):
-    return ev.Emit(event)
-
-
-def cleared(cause, reason):
-    return ev.Emit(ev.Cleared(cause=cause, reason=reason))
-
-
 def incoming(ani="", name=""):
     return [NEW, emit(ev.Incoming(ani=ani, caller_name=name))]
-
-
-def feed(line, tick, what):
-    if what == TICK:
-        return line.on_tick(tick)
-    if isinstance(what, HwEvent):
-        return line.on_hw(what, tick)
-    if isinstance(what, tuple) and what[0] == "cmd":
-        return line.on_command(what[1], tick, **what[2])
-    return line.on_media(what, tick)
-
-
-def run(line, steps):
-    """steps: (tick, input, expected actions, expected state or None)."""
-    for i, (tick, what, expected, state) in enumerate(steps):
-        got = feed(line, tick, what)
-        assert got == expected, f"step {i} (tick {tick}, {what!r}): got {got}"
-        if state is not None:
-            assert line.state == state, f"step {i}: state {line.state}, expected {state}"
 
 
 ANSWER = [OFFHOOK, CID_OFF, TONES_ON, EC_ON, ANSWERED]
@@ -264,11 +229,6 @@ def line_in(state, cfg=None):
     return line
 
 
-def snapshot(line):
-    return {k: (dict(v._due) if isinstance(v, Timers) else copy.deepcopy(v))
-            for k, v in vars(line).items()}
-
-
 REFUSED = [
     (S.IDLE, "ring", {"caller_id": "1"}, "cannot ring a phone"),
     (S.IDLE, "answer", {}, "no incoming call"),
@@ -319,13 +279,6 @@ def test_wire_state_names_a_cardd_channel_state():
 
 
 # ---- stray inputs -----------------------------------------------------------------------
-@dataclasses.dataclass
-class R2Event:
-    row: int
-    signal: int
-    sample: int
-
-
 STRAY_MEDIA = [R2Event(0, 1, 0), object(), ToneEvent(0, "", 0)]
 
 
@@ -352,44 +305,6 @@ def test_inputs_without_a_transition_are_ignored(state):
 
 
 # ---- the transition table as a graph ------------------------------------------------------
-def explore(make_line, inputs):
-    """Drive copies of the line through every input from every state it reaches; timers
-    are driven by jumping to the earliest deadline. Returns {state: next states}."""
-    start = make_line()
-    edges, frontier, seen = {}, [(start, 0)], {start.state: 1}
-    while frontier:
-        line, now = frontier.pop()
-        nexts = []
-        for what in inputs:
-            trial = copy.deepcopy(line)
-            try:
-                feed(trial, now + 1, what)
-            except SignalingError:
-                continue
-            nexts.append((trial, now + 1))
-        if line.timers._due:
-            due = min(line.timers._due.values())
-            trial = copy.deepcopy(line)
-            trial.on_tick(due)
-            nexts.append((trial, due))
-        for trial, t in nexts:
-            edges.setdefault(line.state, set()).add(trial.state)
-            if seen.get(trial.state, 0) < 4:
-                seen[trial.state] = seen.get(trial.state, 0) + 1
-                frontier.append((trial, t))
-    return edges
-
-
-def reach(edges, start):
-    seen, todo = {start}, [start]
-    while todo:
-        for n in edges.get(todo.pop(), ()):
-            if n not in seen:
-                seen.add(n)
-                todo.append(n)
-    return seen
-
-
 ALARMS = (HwEvent.ALARM, HwEvent.NOALARM)
 FXO_INPUTS = (list(HwEvent) + [digit("1"), CallerIdEvent(0, "1", ""), PlayDone(0, None, False, "")]
               + [heard(t) for t in ("dial", "ringback", "busy", "congestion", "cng")]

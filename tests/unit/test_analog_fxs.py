@@ -1,16 +1,13 @@
 """FXS line (a phone on our port): exact action sequences per scenario, timers by tick
 count, refused commands leave the line untouched, stray inputs are ignored, and every
 state is reachable and has a way back to idle."""
-import copy
-import dataclasses
-
 import pytest
 
 from drivers.backends.base import ChannelEvent, HookOp, HwEvent
-from drivers.media.engine import CallerIdEvent, DigitEvent, PlayDone, ToneEvent
+from drivers.media.engine import CallerIdEvent, DigitEvent, PlayDone, R2Event, ToneEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog import AnalogConfig, FxsLine, FxsState, SignalingError
-from drivers.signaling.analog.timers import Timers
+from tests.analog_harness import TICK, cleared, cmd, emit, explore, feed, reach, run, snapshot
 
 S = FxsState
 
@@ -18,12 +15,6 @@ S = FxsState
 def digit(d, start=0, duration=800):
     return DigitEvent(0, d, start, duration)
 
-
-def cmd(name, **args):
-    return ("cmd", name, args)
-
-
-TICK = "tick"
 
 # Actions, short.
 NEW, END = ev.NewCall(), ev.EndCall()
@@ -38,33 +29,6 @@ def tone(name):
 
 def fsk(number, name=None):
     return ev.Media("send_callerid", (number, name, None, "callerid"))
-
-
-def emit(event):
-    return ev.Emit(event)
-
-
-def cleared(cause, reason):
-    return ev.Emit(ev.Cleared(cause=cause, reason=reason))
-
-
-def feed(line, tick, what):
-    if what == TICK:
-        return line.on_tick(tick)
-    if isinstance(what, HwEvent):
-        return line.on_hw(what, tick)
-    if isinstance(what, tuple) and what[0] == "cmd":
-        return line.on_command(what[1], tick, **what[2])
-    return line.on_media(what, tick)
-
-
-def run(line, steps):
-    """steps: (tick, input, expected actions, expected state or None)."""
-    for i, (tick, what, expected, state) in enumerate(steps):
-        got = feed(line, tick, what)
-        assert got == expected, f"step {i} (tick {tick}, {what!r}): got {got}"
-        if state is not None:
-            assert line.state == state, f"step {i}: state {line.state}, expected {state}"
 
 
 OFFHOOK_ACTIONS = [NEW, tone("dial"), emit(ev.OffHook())]
@@ -269,11 +233,6 @@ def line_in(state, cfg=None):
     return line
 
 
-def snapshot(line):
-    return {k: (dict(v._due) if isinstance(v, Timers) else copy.deepcopy(v))
-            for k, v in vars(line).items()}
-
-
 REFUSED = [
     (S.IDLE, "answer", {}, "no call to answer"),
     (S.IDLE, "hangup", {}, "no call to hang up"),
@@ -327,13 +286,6 @@ def test_status_is_accepted_in_every_state():
 
 
 # ---- stray inputs -----------------------------------------------------------------------
-@dataclasses.dataclass
-class R2Event:
-    row: int
-    signal: int
-    sample: int
-
-
 STRAY_MEDIA = [R2Event(0, 1, 0), object(), ToneEvent(0, "", 0), CallerIdEvent(0, "1", "x")]
 
 
@@ -354,50 +306,6 @@ def test_inputs_without_a_transition_are_ignored(state):
 
 
 # ---- the transition table as a graph ------------------------------------------------------
-def explore(make_line, inputs):
-    """Drive copies of the line through every input from every state it reaches.
-
-    Returns the edges found: {state: set of next states}. Timers are driven by jumping
-    to the earliest deadline, so every timer path is taken too.
-    """
-    start = make_line()
-    edges = {}
-    frontier = [(start, 0)]
-    seen_states = {start.state: 1}
-    while frontier:
-        line, now = frontier.pop()
-        nexts = []
-        for what in inputs:
-            trial = copy.deepcopy(line)
-            try:
-                feed(trial, now + 1, what)
-            except SignalingError:
-                continue
-            nexts.append((trial, now + 1))
-        due = [t for t in line.timers._due.values()]
-        if due:
-            trial = copy.deepcopy(line)
-            trial.on_tick(min(due))
-            nexts.append((trial, min(due)))
-        for trial, t in nexts:
-            edges.setdefault(line.state, set()).add(trial.state)
-            # explore a few representatives of each state (their inner data differ)
-            if seen_states.get(trial.state, 0) < 4:
-                seen_states[trial.state] = seen_states.get(trial.state, 0) + 1
-                frontier.append((trial, t))
-    return edges
-
-
-def reach(edges, start):
-    seen, todo = {start}, [start]
-    while todo:
-        for n in edges.get(todo.pop(), ()):
-            if n not in seen:
-                seen.add(n)
-                todo.append(n)
-    return seen
-
-
 FXS_INPUTS = (list(HwEvent) + [digit("1"), ToneEvent(0, "busy", 0), PlayDone(0, "prompt", False, ""),
                                 CallerIdEvent(0, "1", "")]
               + [cmd("answer"), cmd("hangup"), cmd("ring", caller_id="1"), cmd("dial", number="1"),
