@@ -842,6 +842,79 @@ class Acd:
         self._set_state(a, "retrieve", now, "", acts)
         return acts
 
+    def restore_agent(self, agent_id, extension, now, state=READY, reason: str = "",
+                      softphone: bool = False) -> list:
+        """Log an agent back in as saved before a restart: ready, or not ready with the
+        saved reason. Noted "restored" (reason of the login, and of ready)."""
+        a = self._agent(agent_id)
+        _ident(extension, "extension")
+        if state not in (READY, NOT_READY):
+            raise AcdError(f"agent {agent_id!r}: a restored state is ready or not_ready, got {state!r}")
+        if state == NOT_READY:
+            _ident(reason, "not-ready reason")
+        holder = self.by_extension.get(extension)
+        if holder is not None and holder != a.id:
+            raise AcdError(f"extension {extension!r} already has agent {holder!r} logged in")
+        ag.check(a.id, a.state, "login")
+        now = self._clock(now)
+        acts: list = []
+        a.extension = extension
+        a.softphone = bool(softphone)
+        self.by_extension[extension] = a.id
+        self._set_state(a, "login", now, "restored", acts)
+        self._log(now, "", "", a.id, "AGENTLOGIN",
+                  {"extension": extension, "softphone": a.softphone, "restored": True})
+        if state == READY:
+            self._set_state(a, "ready", now, "restored", acts)
+            self._agent_available(a, now, acts)
+        else:
+            self._set_state(a, "not_ready", now, reason, acts)
+        return acts
+
+    def restore_callback(self, call_id, queue, number, caller, level, entered, now, *,
+                         arrived=None, pclass: str = "", data=None, front: bool = False,
+                         attempts: int = 0) -> list:
+        """File a callback entry saved before a restart, keyed by its original times so it
+        keeps its place (``front``: it was at the head, e.g. ringing an agent). Logged as
+        CALLBACK_RESTORED; CallbackRegistered follows (the caller is gone: no confirmation)."""
+        _ident(call_id, "call id")
+        q = self._queue(queue)
+        if call_id in self.calls:
+            raise AcdError(f"call {call_id!r} is already in the ACD")
+        _ident(number, "callback number")
+        if not isinstance(caller, str):
+            raise AcdError(f"caller must be a string (a number), got {caller!r}")
+        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+            raise AcdError(f"priority level must be a whole number >= 0, got {level!r}")
+        if data is not None and not isinstance(data, dict):
+            raise AcdError(f"call data must be a dict, got {type(data).__name__}")
+        arrived = entered if arrived is None else arrived
+        for what, t in (("entered", entered), ("arrived", arrived)):
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t or t > now:
+                raise AcdError(f"{what} must be a time no later than now ({now}), got {t!r}")
+        now = self._clock(now)
+        call = Call(call_id, caller, dict(data or {}), level, pclass, arrived)
+        call.queue = q
+        call.entered = entered
+        cfg = q.cfg
+        key = queue_key(level, arrived, cfg.priority_step_s, cfg.boost_s, next(self._cseq), call_id)
+        call.key = (0,) + key[1:] if front else key
+        call.state = CALLBACK
+        call.callback = number
+        call.epoch += 1
+        if hasattr(q, "callbacks_pending"):     # entries with retries (cb_key, cb_attempts)
+            call.cb_key = key
+            call.cb_attempts = int(attempts)
+            q.callbacks_pending += 1
+        self.calls[call_id] = call
+        q.insert(call.key)
+        pos = q.position(call.key)
+        self._log(now, q.name, call_id, "", "CALLBACK_RESTORED",
+                  {"number": number, "position": pos, "entered": entered, "attempts": attempts})
+        acts: list = [CallbackRegistered(call_id, q.name, number, pos, q.ewt_s(pos))]
+        self._dispatch(q, now, acts)
+        return acts
+
     # ---------------------------------------------------------- supervisor API
     def force_state(self, agent_id, state, now, by, reason: str = "") -> list:
         """A supervisor sets an agent to ready, not_ready or logged_off, whatever they do.

@@ -66,6 +66,7 @@ from hotline_proto import cardd_pb2, cti_pb2
 from .audio import QueueAudio
 from .metrics import AcdMetrics
 from .notifier import Notifier, figures_data
+from .persist import STATE_FILE, StateFile
 from .queue_log import QueueLogWriter
 from .settings import AcdSettings, AgentSettings
 
@@ -174,6 +175,7 @@ class AcdService:
         self._next_reconcile: float | None = None
         self._next_gauges: float | None = None
         self._fault_logged = -math.inf
+        self.state_file: StateFile | None = None    # agents and callbacks across a restart
 
     # ---- set-up ---------------------------------------------------------------------------
     @classmethod
@@ -184,7 +186,9 @@ class AcdService:
         s = cfg.acd or AcdSettings()
         audio = QueueAudio(os.path.join(cfg.ctid.run_dir, "acd"), music=s.music,
                            announce=s.announce, language=s.language)
-        return cls(cfg.queues, cfg.agents, s, audio=audio, store=store, registry=registry)
+        svc = cls(cfg.queues, cfg.agents, s, audio=audio, store=store, registry=registry)
+        svc.state_file = StateFile(os.path.join(cfg.ctid.run_dir, STATE_FILE))
+        return svc
 
     def attach(self, model: CallModel) -> "AcdService":
         """Serve `model`'s queue targets: one ACD-group device per queue, and the hooks."""
@@ -351,6 +355,10 @@ class AcdService:
     def _tick(self, model: CallModel, out: Out, now: float) -> None:
         if not self._started:
             self._started = True
+            if self.state_file is not None:     # before auto login: the saved state wins
+                self._apply(model, out, self.state_file.restore(
+                    self.acd, now, lambda ext: getattr(model.devices.get(ext), "type", None)
+                    == DeviceType.EXTENSION), now)
             self._auto_login(model, out, now)
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._next_gauges = now
@@ -367,6 +375,8 @@ class AcdService:
             self._next_gauges = now + GAUGES_EVERY_S
             for name in self.acd.queues:
                 self.metrics.figures(self.acd.queue_figures(name, now))
+        if self.state_file is not None:
+            self.state_file.save(self.acd, now)     # only when it changed
 
     def request(self, model: CallModel, out: Out, kind: str, body, now: float):
         now = self._now(now)
@@ -806,7 +816,7 @@ class AcdService:
 
     def _auto_login(self, model, out, now: float) -> None:
         for a in self.agent_settings.values():
-            if a.login and a.extension:
+            if a.login and a.extension and self.acd.agents[a.id].state == LOGGED_OFF:
                 try:
                     self._apply(model, out, self.acd.agent_login(a.id, f"ext:{a.extension}", now), now)
                 except AcdError as e:

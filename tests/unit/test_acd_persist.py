@@ -1,0 +1,212 @@
+"""The ACD's state file: agents and callback entries survive a ctid restart (a new Acd built
+from the same configuration reads what the old one wrote), written atomically, and a bad
+file never stops the start."""
+import datetime as dt
+import json
+import logging
+import os
+
+from ctid.acd import Acd, CallbackDue, CallbackRegistered, QueueConfig
+from ctid.acd_service.persist import StateFile, snapshot
+from ctid.acd_service.service import AcdService
+from ctid.acd_service.settings import AcdSettings, AgentSettings
+from ctid.model.callmodel import CallModel
+from ctid.model.calls import ChannelRef, Device, DeviceType
+from ctid.model.routing import DialPlan, Route
+from hotline_proto import cti_pb2
+
+T0 = 1_790_000_000.0
+
+
+def make():
+    acd = Acd([QueueConfig("hotline", members=("1001", "1002")),
+               QueueConfig("vip", members=("1001",))])
+    for aid in ("1001", "1002", "1003"):
+        acd.add_agent(aid)
+    return acd
+
+
+def before_the_crash(acd):
+    """1001 hot-desks at 8002 and goes to lunch, 1002 is busy at 8001 and asked for a
+    break after the call, three callers keep their places as callbacks in 'hotline'."""
+    acd.agent_login("1001", "ext:8002", T0)
+    acd.set_not_ready("1001", T0 + 1, "lunch")
+    acd.agent_login("1002", "ext:8001", T0 + 1, ready=False)
+    for i, caller in enumerate(("13800000001", "13800000002", "13800000003")):
+        acd.call_arrived(f"c{i}", "hotline", caller, None, {"tier": "gold"}, T0 + 2 + i)
+    acd.request_callback("c1", None, T0 + 10)
+    acd.request_callback("c0", "01088886666", T0 + 11)
+    acd.request_callback("c2", None, T0 + 12)
+    acd.call_arrived("live", "vip", "13900000000", None, None, T0 + 13)   # on the line: not kept
+    acd.set_ready("1002", T0 + 14)                    # c0, first in line, rings 1002
+    assert acd.calls["c0"].state == "offered"
+
+
+def test_round_trip_agents_and_callbacks_come_back_in_their_places(tmp_path):
+    path = str(tmp_path / "acd" / "state.json")
+    old = make()
+    before_the_crash(old)
+    old.agent_answered("1002", "c0", T0 + 15)         # a callback being dialled: cardd's now
+    old.set_not_ready("1002", T0 + 16, "meeting")     # applies after the call
+    old.call_arrived("c3", "hotline", "13800000004", None, None, T0 + 17)
+    old.request_callback("c3", None, T0 + 18)
+    sf = StateFile(path)
+    assert sf.save(old, T0 + 20) is True
+    assert sf.save(old, T0 + 20.1) is False            # unchanged: not written again
+    doc = json.load(open(path))
+    assert doc["format"] == 1 and doc["saved_at"] == T0 + 20
+    assert [(a["id"], a["extension"], a["state"], a["reason"]) for a in doc["agents"]] == [
+        ("1001", "ext:8002", "not_ready", "lunch"), ("1002", "ext:8001", "not_ready", "meeting")]
+    assert [c["call"] for c in doc["callbacks"]] == ["c1", "c2", "c3"]
+
+    new = make()
+    new_sf = StateFile(path)
+    acts = new_sf.restore(new, T0 + 100)
+    a1, a2 = new.agents["1001"], new.agents["1002"]
+    assert (a1.state, a1.reason, a1.extension) == ("not_ready", "lunch", "ext:8002")
+    assert (a2.state, a2.reason, a2.extension) == ("not_ready", "meeting", "ext:8001")
+    assert new.by_extension == {"ext:8002": "1001", "ext:8001": "1002"}
+    assert [new.position(c) for c in ("c1", "c2", "c3")] == [1, 2, 3]
+    c1 = new.calls["c1"]
+    assert (c1.callback, c1.caller, c1.entered, c1.data) == (
+        "13800000002", "13800000002", T0 + 3, {"tier": "gold"})
+    assert "live" not in new.calls and "c0" not in new.calls
+    assert [a.call for a in acts if isinstance(a, CallbackRegistered)] == ["c1", "c2", "c3"]
+    assert new.queue_figures("hotline", T0 + 100).callbacks_waiting == 3
+    # the login time (as first saved: the service saves at each tick) is kept, not reset
+    assert new_sf.login_at == {"1001": T0 + 20, "1002": T0 + 20}
+    assert json.load(open(path))["agents"][0]["login_at"] == T0 + 20
+
+
+def test_a_callback_ringing_an_agent_at_the_crash_comes_back_first_and_a_ready_agent_gets_it(tmp_path):
+    path = str(tmp_path / "state.json")
+    old = make()
+    before_the_crash(old)                             # c0 rings 1002: busy -> saved ready
+    StateFile(path).save(old, T0 + 20)
+    new = make()
+    acts = StateFile(path).restore(new, T0 + 60)
+    # 1002 comes back ready ("restored") and takes the head of the queue at once: c0
+    due = [a for a in acts if isinstance(a, CallbackDue)]
+    assert [(d.call, d.agent, d.extension, d.number) for d in due] == [
+        ("c0", "1002", "ext:8001", "01088886666")]
+    assert new.agents["1002"].state == "reserved"
+    assert [new.position(c) for c in ("c1", "c2")] == [1, 2]
+    logins = [r for r in new.log.drain() if r.event == "AGENTLOGIN"]
+    assert all(r.data["restored"] for r in logins) and len(logins) == 2
+
+
+def test_the_file_is_replaced_whole_or_not_at_all(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    acd = make()
+    acd.agent_login("1001", "ext:8001", T0)
+    sf = StateFile(str(path))
+    assert sf.save(acd, T0)
+    before = path.read_text()
+    assert not os.path.exists(f"{path}.tmp")
+    os.mkdir(f"{path}.tmp")                           # the temp file cannot be written
+    acd.set_not_ready("1001", T0 + 1, "lunch")
+    with caplog.at_level(logging.ERROR, logger="ctid.acd"):
+        assert sf.save(acd, T0 + 1) is False
+    assert path.read_text() == before                 # the old state, intact
+    assert f"ACD state file {path} not written" in caplog.text
+    os.rmdir(f"{path}.tmp")
+    assert sf.save(acd, T0 + 2) is True               # retried at the next tick
+    assert json.loads(path.read_text())["agents"][0]["reason"] == "lunch"
+
+
+def test_a_corrupt_file_is_put_aside_and_the_acd_starts_fresh(tmp_path, caplog):
+    for text, what in (('{"format": 1, "agents": [', "Expecting value"),
+                       ('{"format": 7, "agents": []}', "format 7 is not 1"),
+                       ('{"format": 1, "agents": [{"id": "1001", "extension": "ext:8001", '
+                        '"state": "dancing"}]}', "agents[0].state must be ready or not_ready")):
+        d = tmp_path / what.split()[0]
+        d.mkdir()
+        path = d / "state.json"
+        path.write_text(text)
+        acd = make()
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="ctid.acd"):
+            assert StateFile(str(path)).restore(acd, T0) == []
+        assert f"ACD state file {path}" in caplog.text and what in caplog.text
+        assert not path.exists()
+        (aside,) = [p for p in os.listdir(d) if p.startswith("state.json.bad-")]
+        assert (d / aside).read_text() == text        # kept for a post-mortem
+        assert all(a.state == "logged_off" for a in acd.agents.values())
+    missing = StateFile(str(tmp_path / "none" / "state.json"))
+    assert missing.restore(make(), T0) == []          # no file: a fresh start, no noise
+
+
+def test_an_agent_or_queue_no_longer_configured_is_skipped_with_a_warning(tmp_path, caplog):
+    path = str(tmp_path / "state.json")
+    old = make()
+    old.add_queue(QueueConfig("closed", members=("1003",)))
+    old.agent_login("1003", "ext:8003", T0, ready=False)
+    old.agent_login("1001", "ext:8001", T0)
+    old.call_arrived("gone", "closed", "13700000000", None, None, T0 + 1)
+    old.request_callback("gone", None, T0 + 2)
+    StateFile(path).save(old, T0 + 3)
+    new = Acd([QueueConfig("hotline", members=("1001",))])
+    new.add_agent("1001")
+    with caplog.at_level(logging.WARNING, logger="ctid.acd"):
+        StateFile(path).restore(new, T0 + 10)
+    assert "agent 1003 skipped: no longer configured" in caplog.text
+    assert "callback gone to 13700000000 skipped: queue 'closed' is no longer configured" in caplog.text
+    assert new.agents["1001"].state == "ready" and not new.calls
+
+
+def test_snapshot_keeps_priority_order_across_levels(tmp_path):
+    acd = Acd([QueueConfig("q", priority_step_s=None)])
+    acd.call_arrived("low", "q", "1", None, None, T0)
+    acd.call_arrived("high", "q", "2", 5, None, T0 + 30)
+    for c in ("low", "high"):
+        acd.request_callback(c, None, T0 + 40)
+    assert [c["call"] for c in snapshot(acd, {})["callbacks"]] == ["high", "low"]
+    path = str(tmp_path / "s.json")
+    StateFile(path).save(acd, T0 + 41)
+    new = Acd([QueueConfig("q", priority_step_s=None)])
+    StateFile(path).restore(new, T0 + 50)
+    assert (new.position("high"), new.position("low")) == (1, 2)
+    assert new.calls["high"].level == 5
+
+
+# ---- the live service: a restart in-process ------------------------------------------------
+def service(tmp_path):
+    devices = [Device(f"ext:{n}", DeviceType.EXTENSION, number=str(n),
+                      channel=ChannelRef("node1", ch))
+               for n, ch in ((8001, 1), (8002, 2), (8003, 3))]
+    model = CallModel(devices, DialPlan([Route("8XXX", "ext:")], {}), tz=dt.timezone.utc)
+    agents = [AgentSettings("1001", extension="8001"), AgentSettings("1002", extension="8002"),
+              AgentSettings("1003", extension="8003", login=True)]
+    svc = AcdService([QueueConfig("hotline", members=("1001", "1002", "1003"))], agents,
+                     AcdSettings(figures_every_s=1e6)).attach(model)
+    svc.state_file = StateFile(str(tmp_path / "acd" / "state.json"))
+    return model, svc
+
+
+def agent_req(model, agent, action, device="", reason="", now=T0):
+    reply, out = model.request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
+        agent=agent, action=action, device=device, reason=reason)), now)
+    assert reply.ok, reply.error
+    return out
+
+
+def test_the_service_saves_at_its_tick_and_a_new_ctid_restores_with_agent_events(tmp_path):
+    model, svc = service(tmp_path)
+    model.tick(T0)                                    # 1003 logs in (login = true)
+    agent_req(model, "1003", "not_ready", reason="training", now=T0 + 1)
+    agent_req(model, "1001", "login", "8002", now=T0 + 1)            # hot desk
+    agent_req(model, "1001", "not_ready", reason="lunch", now=T0 + 2)
+    agent_req(model, "1002", "login", "8001", now=T0 + 2)
+    model.tick(T0 + 2.1)
+    assert svc.state_file.writes == 2                 # at the first tick, then one for all that
+    model2, svc2 = service(tmp_path)                  # ctid again, same run directory
+    out = model2.tick(T0 + 30)
+    states = {e.agent: (e.name, e.agent_state, e.reason, e.device)
+              for e in out.events if e.agent_state}
+    assert states == {"1001": ("AgentNotReady", "not_ready", "lunch", "ext:8002"),
+                      "1002": ("AgentReady", "ready", "restored", "ext:8001"),
+                      "1003": ("AgentNotReady", "not_ready", "training", "ext:8003")}
+    reply, _ = model2.request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
+        agent="1001", action="status")), T0 + 31)
+    assert reply.status["agent_state"] == "not_ready" and reply.status["reason"] == "lunch"
+    assert reply.status["device"] == "ext:8002"
