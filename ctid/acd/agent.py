@@ -53,7 +53,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (READY, "transfer_in"): BUSY,                    # a transfer in is just a new busy
     (NOT_READY, "transfer_in"): BUSY,
     (AFTER_CALL_WORK, "transfer_in"): BUSY,
-    (READY, "seize"): BUSY,                          # reconciler: phone in use outside the ACD
+    (READY, "seize"): BUSY,                          # phone in use outside the ACD
+    (BUSY, "release"): READY,                        # that call is over (no wrap-up: not ours)
+    (BUSY, "release_not_ready"): NOT_READY,          # ... and not ready was asked meanwhile
+    (BUSY, "transfer_in_seized"): BUSY,              # consulted, then handed the ACD call
 }
 
 # Supervisor force: allowed targets, from any logged-in state.
@@ -84,7 +87,7 @@ class Agent:
                  "softphone", "call", "offered_call", "pending_not_ready",
                  "wrapup_until", "saved_wrapup_until", "acw_epoch", "offer_epoch",
                  "idle_since", "calls_handled", "talk_s", "time_in", "memberships",
-                 "wrapup_s", "sticky", "acw_queue", "talk_mark", "acw_talk")
+                 "wrapup_s", "sticky", "acw_queue", "talk_mark", "acw_talk", "seized")
 
     def __init__(self, agent_id: str, skills: dict[str, int], seq: int, name: str = ""):
         self.id = agent_id
@@ -113,6 +116,7 @@ class Agent:
         self.acw_queue = None                # queue whose call the current wrap-up follows
         self.talk_mark = 0.0                 # talk_s when the current call began
         self.acw_talk = 0.0                  # talk of the call the wrap-up follows
+        self.seized = ""                     # a call outside the ACD using their phone
 
     def transition(self, event: str, now: float, reason: str = "") -> str:
         """Apply ``event``; returns the old state. Raises before changing anything."""

@@ -30,13 +30,13 @@ from .agent import (AFTER_CALL_WORK, BUSY, LOGGED_OFF, NOT_READY, OFFERED as AG_
                     ON_CALL, READY, WORKING, Agent, Membership)
 from .overflow import MAX_HOPS
 from .priority import PriorityPolicy, queue_key
-from .queue import (CALLBACK, CONNECTED, DONE, NEW, OFFERED, STICKY, WAITING, Call, Queue,
-                    QueueConfig)
+from .queue import (CALLBACK, CALLBACK_RETRY, CONNECTED, DIALLING, DONE, NEW, OFFERED, STICKY,
+                    WAITING, Call, Queue, QueueConfig, callback_step)
 from .skills import SkillIndex, qualifies, skill_score, validate_skills
 from .stats import QueueLog
 
 # timer kinds
-_RONA, _RING_ALL, _WRAPUP, _MAX_WAIT, _OVERFLOW, _ANNOUNCE, _STICKY = range(7)
+_RONA, _RING_ALL, _WRAPUP, _MAX_WAIT, _OVERFLOW, _ANNOUNCE, _STICKY, _CB_RETRY = range(8)
 
 CHANNEL_STATES = ("idle", "ringing", "connected")
 SUPERVISE_MODES = ("listen", "whisper", "barge")
@@ -230,6 +230,10 @@ class Acd:
 
     def _agent_available(self, a: Agent, now, acts) -> None:
         """``a`` just became READY: give them a call, or file them as idle."""
+        if a.seized:                 # their phone is on a call outside the ACD: busy, no offer
+            self._set_state(a, "seize", now, "phone in use", acts)
+            a.talk_mark = a.talk_s
+            return
         st = a.sticky
         while st:
             call = self.calls.get(st.pop(0))
@@ -276,7 +280,8 @@ class Acd:
                 q.turn += 1
                 m.last_turn = q.turn
             if call.callback is not None:
-                acts.append(CallbackDue(call.id, a.id, q.name, call.callback, a.extension))
+                acts.append(CallbackDue(call.id, a.id, q.name, call.callback, a.extension,
+                                        call.cb_attempts + 1))
             else:
                 acts.append(OfferCall(a.id, call.id, q.name, a.extension, call.caller, call.data))
             self._log(now, q.name, call.id, a.id, "OFFER", {"callback": call.callback is not None})
@@ -464,8 +469,11 @@ class Acd:
             q.insert(call.key)
         call.state = CALLBACK
         call.callback = number
+        call.cb_key = call.key              # a retry files the entry under this key again
+        call.cb_attempts = 0
         call.epoch += 1
         q.stats.callbacks_requested += 1
+        q.callbacks_pending += 1
         pos = q.position(call.key)
         self._log(now, q.name, call.id, "", "CALLBACK_REQUESTED", {"number": number, "position": pos})
         if call.moh:
@@ -504,13 +512,13 @@ class Acd:
         call = self._call(call_id)
         if call.state == CONNECTED:
             return self.call_ended(call_id, now)
+        if call.state == DIALLING:          # the agent's side cleared before the customer answered
+            return self.callback_failed(call_id, now, "cleared before the customer answered")
         now = self._clock(now)
         acts: list = []
         q = call.queue
-        if call.state == CALLBACK:
-            self._take_out(call)
-            self._log(now, q.name, call.id, "", "CALLBACK_CANCELLED", {})
-            self._finish(call)
+        if call.callback is not None:       # the entry is given up: nobody is on the line
+            self._cancel_callback(call, now, acts)
             return acts
         pos = q.position(call.key)
         cancelled = []
@@ -559,14 +567,14 @@ class Acd:
         a.calls_handled += 1
         a.talk_mark = a.talk_s
         others = [i for i in call.agents if i != a.id]
-        call.state = CONNECTED
+        call.state = CONNECTED if call.callback is None else callback_step(call, "answer")
         call.agent = a.id
         call.agents = ()
         call.answered_at = now
         call.epoch += 1
-        if call.callback is not None:
-            q.stats.callbacks_completed += 1
-            self._log(now, q.name, call.id, a.id, "CALLBACK_CONNECT", {"number": call.callback})
+        if call.callback is not None:       # completed only once the customer answers
+            self._log(now, q.name, call.id, a.id, "CALLBACK_DIAL",
+                      {"number": call.callback, "attempt": call.cb_attempts + 1})
         else:
             wait = now - call.entered
             q.stats.on_answered(wait)
@@ -664,7 +672,10 @@ class Acd:
             b = self._agent(to_agent)
             if b.id == call.agent:
                 raise AcdError(f"call {call_id!r} is already with agent {to_agent!r}")
-            ag.check(b.id, b.state, "transfer_in")
+            # Busy on no ACD call: the consultation (or a call the reconciler saw) that
+            # this transfer joins to the ACD call.
+            b_event = "transfer_in_seized" if b.state == BUSY and b.call is None else "transfer_in"
+            ag.check(b.id, b.state, b_event)
         if to_queue is not None:
             tq = self._queue(to_queue)
         now = self._clock(now)
@@ -679,7 +690,8 @@ class Acd:
                 b.acw_epoch += 1
             elif b.state == NOT_READY:           # back to not ready when this call is done
                 b.pending_not_ready = b.reason or "not_ready"
-            self._set_state(b, "transfer_in", now, "transfer", acts)
+            self._set_state(b, b_event, now, "transfer", acts)
+            b.seized = ""
             b.call = call.id
             b.calls_handled += 1
             b.talk_mark = b.talk_s
@@ -716,28 +728,83 @@ class Acd:
         self._make_callback(call, call.queue, number, now, acts)
         return acts
 
-    def callback_failed(self, call_id, now) -> list:
-        """The customer could not be reached: the reserved/busy agent is released."""
+    def callback_connected(self, call_id, now) -> list:
+        """The customer answered the call back: the callback is completed."""
         call = self._call(call_id)
-        if call.callback is None or call.state not in (OFFERED, CONNECTED):
-            raise AcdError(f"call {call_id!r} is not a callback being placed")
+        new = callback_step(call, "connected")
+        now = self._clock(now)
+        q = call.queue
+        call.state = new
+        q.stats.callbacks_completed += 1
+        q.callbacks_pending -= 1
+        self._log(now, q.name, call.id, call.agent or "", "CALLBACK_CONNECT",
+                  {"number": call.callback, "attempt": call.cb_attempts + 1})
+        call.callback = None                # from now on an ordinary connected call
+        return []
+
+    def callback_failed(self, call_id, now, reason: str = "") -> list:
+        """The customer was not reached (no trunk, dial failed, busy, no answer...).
+
+        The agent is released (wrap-up if they had answered). With attempts left the entry
+        waits ``callback_retry_s`` out of the queue, then is filed again under its own key
+        (it keeps its place); otherwise it is given up (CALLBACK_ABANDONED).
+        """
+        call = self._call(call_id)
+        callback_step(call, "failed")
+        if not isinstance(reason, str):
+            raise AcdError(f"callback failure reason must be a string, got {reason!r}")
         now = self._clock(now)
         acts: list = []
         q = call.queue
-        self._log(now, q.name, call.id, call.agent or ",".join(call.agents), "CALLBACK_FAILED", {})
-        if call.state == OFFERED:
-            agents = [self.agents[i] for i in call.agents]
-            self._finish(call)
+        cfg = q.cfg
+        was, agent_id, offered = call.state, call.agent, call.agents
+        call.cb_attempts += 1
+        q.stats.callbacks_failed += 1
+        self._log(now, q.name, call.id, agent_id or ",".join(offered), "CALLBACK_FAILED",
+                  {"reason": reason, "attempt": call.cb_attempts})
+        call.agent, call.agents = None, ()
+        if call.cb_attempts <= cfg.callback_retries:
+            call.state = CALLBACK_RETRY
+            call.epoch += 1
+            due = now + cfg.callback_retry_s
+            self._log(now, q.name, call.id, "", "CALLBACK_RETRY",
+                      {"attempt": call.cb_attempts + 1, "due": due})
+            self._timer(due, _CB_RETRY, call.id, call.epoch)
+        else:
+            self._give_up_callback(call, now, "CALLBACK_ABANDONED", {"attempts": call.cb_attempts})
+        if was == OFFERED:
+            agents = [self.agents[i] for i in offered]
             for a in agents:
                 self._set_state(a, "cancel", now, "callback_failed", acts)
                 a.offered_call = None
+            for a in agents:
                 self._after_cancel(a, now, acts)
-        else:
-            a = self.agents.get(call.agent) if call.agent else None
-            self._finish(call)
-            if a is not None:
-                self._end_talk(a, q, now, acts)
+        elif agent_id is not None and agent_id in self.agents:
+            self._end_talk(self.agents[agent_id], q, now, acts)
         return acts
+
+    def _give_up_callback(self, call: Call, now, event: str, data: dict) -> None:
+        q = call.queue
+        q.stats.callbacks_abandoned += 1
+        q.callbacks_pending -= 1
+        self._log(now, q.name, call.id, "", event, data)
+        self._finish(call)
+
+    def _cancel_callback(self, call: Call, now, acts) -> None:
+        """A callback entry is withdrawn (its call left the shell): agents ringing for it
+        are released, and it counts as abandoned."""
+        offered = [self.agents[i] for i in call.agents] if call.state == OFFERED else []
+        if call.state != OFFERED:
+            callback_step(call, "cancel")
+        self._take_out(call)
+        call.agents = ()
+        self._give_up_callback(call, now, "CALLBACK_CANCELLED", {})
+        for a in offered:
+            self._set_state(a, "cancel", now, "callback_cancelled", acts)
+            a.offered_call = None
+            acts.append(CancelOffer(a.id, call.id, "caller_left"))
+        for a in offered:
+            self._after_cancel(a, now, acts)
 
     # -------------------------------------------------------------- agent API
     def agent_login(self, agent_id, extension, now, ready: bool = True, softphone: bool = False) -> list:
@@ -773,6 +840,7 @@ class Acd:
         self._log(now, "", "", a.id, "AGENTLOGOFF", {"extension": a.extension})
         self.by_extension.pop(a.extension, None)
         a.extension = ""
+        a.seized = ""
         a.pending_not_ready = None
         a.acw_epoch += 1
         self._release_sticky(a, now, acts)
@@ -979,6 +1047,45 @@ class Acd:
                   {"by": supervisor, "mode": mode})
         return [Supervise(supervisor, a.id, a.call, a.extension, mode)]
 
+    # ------------------------------------------------ phone use outside the ACD
+    def agent_seized(self, agent_id, call_id, now) -> list:
+        """The agent's phone is on a call the ACD did not route (a consultation from a
+        colleague, a direct extension call, dialling out). A ready agent becomes busy
+        until agent_released; in any other state it is remembered, so that becoming
+        ready meanwhile means busy rather than an offer the phone cannot take. The
+        reconciler does not count this busy as drift."""
+        a = self._agent(agent_id)
+        _ident(call_id, "call id")
+        if call_id in self.calls:
+            raise AcdError(f"call {call_id!r} is an ACD call, not a call outside the ACD")
+        now = self._clock(now)
+        acts: list = []
+        if a.state == LOGGED_OFF:
+            return acts
+        a.seized = call_id
+        if a.state == READY:
+            self._set_state(a, "seize", now, "phone in use", acts)
+            a.talk_mark = a.talk_s
+        return acts
+
+    def agent_released(self, agent_id, now) -> list:
+        """The call outside the ACD left the agent's phone: busy on it -> ready (or the
+        not ready asked meanwhile); no wrap-up, it was not a queue's call."""
+        a = self._agent(agent_id)
+        now = self._clock(now)
+        acts: list = []
+        if not a.seized:
+            return acts
+        a.seized = ""
+        if a.state == BUSY and a.call is None:
+            if a.pending_not_ready is not None:
+                reason, a.pending_not_ready = a.pending_not_ready, None
+                self._set_state(a, "release_not_ready", now, reason, acts)
+            else:
+                self._set_state(a, "release", now, "", acts)
+                self._agent_available(a, now, acts)
+        return acts
+
     # ------------------------------------------------------------- reconciler
     def reconcile(self, channel_states: dict, now) -> list:
         """Correct agents whose state contradicts their real channel.
@@ -989,6 +1096,8 @@ class Acd:
           reserved/ringing + connected  -> the answer was missed: busy
           busy/on_hold + idle           -> the hang-up was missed: wrap-up as usual
           ready + ringing/connected     -> the phone is in use outside the ACD: busy
+        A phone the shell reported seized (agent_seized) is not drift while it is in
+        use; seen idle, the release was missed and the agent is corrected as above.
         """
         if not isinstance(channel_states, dict):
             raise AcdError("channel_states must be a dict {extension: state}")
@@ -1006,6 +1115,8 @@ class Acd:
             a = self.agents[aid]
             if now - a.since < grace:
                 continue
+            if ch == "idle" and a.seized:
+                a.seized = ""            # its release was missed; corrected below if busy
             old = a.state
             if old in AG_OFFERED and ch == "idle":
                 call = self.calls.get(a.offered_call)
@@ -1066,6 +1177,8 @@ class Acd:
             return call.state == OFFERED
         if kind == _STICKY:
             return call.state == STICKY
+        if kind == _CB_RETRY:
+            return call.state == CALLBACK_RETRY
         return call.state in (WAITING, STICKY)
 
     def next_due(self) -> Optional[float]:
@@ -1138,6 +1251,14 @@ class Acd:
             q.insert(call.key)
             q.live_waiting += 1
             self._dispatch(q, t, acts)
+        elif kind == _CB_RETRY:             # the entry waits for an agent again, in its place
+            call = self.calls[ref]
+            q = call.queue
+            call.state = callback_step(call, "retry")
+            call.key = call.cb_key
+            call.epoch += 1
+            q.insert(call.key)
+            self._dispatch(q, t, acts)
         else:
             call = self.calls[ref]
             q = call.queue
@@ -1181,7 +1302,8 @@ class Acd:
             overflowed=s.overflowed, timed_out=s.timed_out, service_level=s.service_level(),
             sl_threshold_s=s.sl_threshold_s, asa_s=s.asa_s(), abandon_rate=s.abandon_rate(),
             aht_s=s.aht_s(), callbacks_requested=s.callbacks_requested,
-            callbacks_completed=s.callbacks_completed)
+            callbacks_completed=s.callbacks_completed, callbacks_failed=s.callbacks_failed,
+            callbacks_abandoned=s.callbacks_abandoned, callbacks_pending=q.callbacks_pending)
 
     def reset_stats(self, now) -> None:
         """Start a new statistics period for every queue (e.g. each 15 minutes or day)."""

@@ -15,7 +15,11 @@ A call routed to a queue:
   the ringing stops, the agent goes not ready (rona), the call goes back to the head of
   the queue (Queued again); the caller hangs up first -> an abandon; the call ends -> the
   agent's wrap-up, then ready; an agent's transfer -> call_transferred (the receiving
-  agent is found by extension), wrap-up rules kept by the ACD; overflow to another queue
+  agent is found by extension), wrap-up rules kept by the ACD; an agent's blind transfer
+  to a queue (SingleStepTransfer to queue:NAME, or to a number routed to one) ->
+  call_transferred(to_queue): the agent wraps up, the caller (same caller, priority and
+  data) is queued there with music as a routed call is, a call that was not an ACD call
+  simply arrives in the queue; overflow to another queue
   -> Diverted and Queued there; overflow to voicemail:MAILBOX (the queue's name when no
   mailbox is given) -> cardd records a message after a beep (Record, as the IVR's voicemail;
   '#' ends it), its RecordDone goes into the queue log (VOICEMAIL, with the path), then the
@@ -27,10 +31,13 @@ caller keys callback_key, or an overflow target `callback` applies -> the ACD ke
 place as a virtual entry (CallbackRegistered event), the caller hears a confirmation (three
 beeps) and the line is cleared (cause normal). CallbackDue (the entry reached an agent) ->
 a new call rings the agent's extension showing the customer's number; the agent answers ->
-the ACD counts the agent busy on it, the customer's number is dialled on the queue's trunk
-group (Originated) and the call model bridges on answer (on DialComplete for an analog
-trunk). No trunk, a failed dial, or the customer's side clearing before answer ->
-callback_failed (the agent goes to wrap-up, the entry is finished: no retry); the agent not
+the agent is busy, the entry is dialling, the customer's number is dialled on the queue's
+trunk group (Originated); the customer answers (the trunk's Established, the model bridges)
+-> callback_connected (counted completed). No trunk, a failed dial, busy, the customer's
+side clearing before answer, the agent hanging up first, or no answer within the dial
+timeout -> callback_failed (the agent goes to wrap-up; with callback_retries left the
+entry comes back as a new CallbackDue after callback_retry_s, keeping its place, else it
+is given up). The placing is callbacks.py's job; the agent not
 answering -> ring no answer (the entry goes back to the head of the queue).
 
 Supervisors: AgentRequest(action="supervise", agent=AGENT, device=SUPERVISOR_PHONE,
@@ -45,8 +52,8 @@ The reconciler runs every reconcile_every_s against the call model's view of eac
 in agent's phone (idle, ringing, connected), which the cardd link keeps in step with
 cardd's channel states.
 
-Not carried out in this version: transfers into a queue (the model transfers to
-extensions only), callback retries.
+Not carried out in this version: consulting a queue (ConsultationCall to a queue is
+refused; a queue takes blind transfers).
 """
 from __future__ import annotations
 
@@ -64,6 +71,7 @@ from ctid.model.calls import Call, ConnState, Device, DeviceType
 from hotline_proto import cardd_pb2, cti_pb2
 
 from .audio import QueueAudio
+from .callbacks import Callbacks
 from .metrics import AcdMetrics
 from .notifier import Notifier, figures_data
 from .persist import STATE_FILE, StateFile
@@ -81,7 +89,6 @@ GOODBYE_LIMIT_S = 30.0           # a goodbye prompt never reported done: clear a
 VOICEMAIL_MAX_S = 120.0          # longest message a queue's voicemail records
 VOICEMAIL_SILENCE_S = 5.0        # silence that ends a message
 RECORD_LIMIT_S = VOICEMAIL_MAX_S + 15.0   # no RecordDone by then: clear anyway
-CONFIRM_BEEPS = 3                # the callback confirmation (three short beeps)
 GAUGES_EVERY_S = 1.0
 # What each supervise mode is in the conference.
 SUPERVISE_MIX = {"listen": "listen", "whisper": "whisper", "barge": "talk"}
@@ -108,19 +115,6 @@ class QueuedCall:
     hangup_at: float | None = None
     recording: str = ""          # the voicemail mailbox being recorded to
     callback: bool = False       # released with a callback entry kept in the ACD
-
-
-@dataclasses.dataclass
-class Placing:
-    """A callback being placed: the agent's phone rings, then the customer is dialled."""
-    call_id: str                 # the call model's call (agent's extension + trunk)
-    entry: str                   # the ACD's callback entry (the original caller's call id)
-    agent: str
-    device: str                  # the agent's extension
-    number: str                  # the customer's number
-    trunk_group: str
-    phase: str = "ringing"       # ringing -> dialling -> connected
-    trunk: str = ""              # the trunk channel device dialling the customer
 
 
 @dataclasses.dataclass
@@ -169,8 +163,10 @@ class AcdService:
         self.sessions: dict[str, Session] = {}                   # supervisor's call -> session
         self._supervised: dict[str, set[str]] = {}               # agent's call -> sessions
         self.seat: dict[str, str] = {}                           # agent -> device last used
-        self.placing: dict[str, Placing] = {}                    # model call -> callback placed
-        self.callback_entries: set[str] = set()                  # released callers' entries
+        self.callbacks = Callbacks(self)                         # placing the callbacks
+        self.placing = self.callbacks.placing                    # model call -> callback placed
+        self.callback_entries = self.callbacks.entries           # released callers' entries
+        self.seized: set[str] = set()           # agents whose phone is on a call outside the ACD
         self._started = False
         self._next_reconcile: float | None = None
         self._next_gauges: float | None = None
@@ -229,6 +225,10 @@ class AcdService:
                         reason=f"no queue {name!r}")
             model.clear_call(out, call, CAUSE_UNALLOCATED, now)
             return
+        st = self.calls.get(call.id)
+        if st is not None and st.agent:         # an agent's blind transfer into a queue
+            self._transfer_in(model, out, call, st, name, now)
+            return
         self.enqueue(model, out, call, origin, name, now, self._priority(call))
 
     def _priority(self, call: Call):
@@ -269,6 +269,11 @@ class AcdService:
             model.clear_call(out, call, CAUSE_NORMAL, now)
             return
         self.calls[call.id] = st
+        self._queue_up(model, out, call, st, acts, now)
+
+    def _queue_up(self, model, out, call: Call, st: QueuedCall, acts: list, now: float) -> None:
+        """The caller is at queue:NAME (st.queue): Queued, music, then the ACD's actions."""
+        queue = st.queue
         model.connect(call, f"queue:{queue}", ConnState.QUEUED, now, "queue")
         if not any(isinstance(a, CallQueued) and a.call == call.id for a in acts):
             self.notifier.queued(out, call, queue, 1, 0, now)     # distributed at once
@@ -332,7 +337,7 @@ class AcdService:
         for e in events:
             if e.call_id in self.placing:
                 try:
-                    self._placing_event(model, out, self.placing[e.call_id], e, now)
+                    self.callbacks.event(model, out, e, now)
                 except AcdError as err:
                     log.warning("ACD: %s on callback call %s (%s): %s", e.name, e.call_id,
                                 e.device, err)
@@ -343,6 +348,44 @@ class AcdService:
                 self._observed(model, out, e, now)
             except AcdError as err:           # the ACD disagrees: logged, the call goes on
                 log.warning("ACD: %s on call %s (%s): %s", e.name, e.call_id, e.device, err)
+        self._sync_phones(model, out, events, now)
+
+    def _outside_call(self, model: CallModel, ext: str) -> str:
+        """The call on `ext` that the ACD did not route (a consultation, a direct extension
+        call, dialling out, a supervisor's own call), or "". After such a call the phone
+        stays in use until its handset is down (it cannot ring before)."""
+        party = model.parties.get(ext)
+        if party is None:
+            return ""
+        cids = [c for c in (party.call_id, party.held_call_id) if c and c in model.calls]
+        for cid in cids:
+            if cid not in self.calls and cid not in self.placing:
+                return cid
+        if not cids and party.off_hook:
+            aid = self.acd.by_extension.get(ext)
+            return self.acd.agents[aid].seized if aid is not None else ""
+        return ""
+
+    def _sync_phones(self, model: CallModel, out: Out, events: list, now: float) -> None:
+        """Tell the ACD which agents' phones are in use outside it: busy while they are,
+        ready after, never drift for the reconciler. A transfer moves a phone from one call
+        to another without an event naming it, hence the agents already seized too."""
+        by_ext = self.acd.by_extension
+        agents = {by_ext[e.device] for e in events if e.device in by_ext} | self.seized
+        for aid in sorted(agents):
+            a = self.acd.agents[aid]
+            cid = self._outside_call(model, a.extension) if a.extension else ""
+            try:
+                if cid and a.seized != cid:
+                    self._apply(model, out, self.acd.agent_seized(aid, cid, now), now)
+                elif not cid and a.seized:
+                    self._apply(model, out, self.acd.agent_released(aid, now), now)
+            except AcdError as err:
+                log.warning("ACD: agent %s phone use (%s) not applied: %s", aid, cid or "idle", err)
+            if a.seized:
+                self.seized.add(aid)
+            else:
+                self.seized.discard(aid)
 
     def tick(self, model: CallModel, out: Out, now: float) -> None:
         try:
@@ -363,6 +406,9 @@ class AcdService:
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._next_gauges = now
         self._apply(model, out, self.acd.tick(now), now)       # timers and figures due
+        if self.seized:              # a handset put down after a call makes no CSTA event
+            self._sync_phones(model, out, (), now)
+        self.callbacks.tick(model, out, now)                    # callbacks' dial timeouts
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._apply(model, out, self.acd.reconcile(self.channel_states(model), now), now)
@@ -429,9 +475,9 @@ class AcdService:
             log.warning("ACD reconciler: agent %s was %s while %s is %s; now %s",
                         a.agent, a.old, a.extension, a.channel_state, a.new)
         elif isinstance(a, CallbackDue):
-            return self._place_callback(model, out, a, now)
+            return self.callbacks.due(model, out, a, now)
         elif isinstance(a, CallbackRegistered):
-            self._callback_registered(model, out, a, now)
+            self.callbacks.registered(model, out, a, now)
         return None
 
     def _agent_state(self, model, out, a: AgentStateChanged, now) -> None:
@@ -592,117 +638,6 @@ class AcdService:
         if call is not None:
             model.clear_call(out, call, CAUSE_NORMAL, now)
 
-    def _confirmation(self) -> list[str]:
-        if self.audio is None:
-            return []
-        from .audio import beeps_pcm, write_wav
-        path = os.path.join(self.audio.directory, "callback-confirm.wav")
-        if not os.path.isfile(path):
-            os.makedirs(self.audio.directory, exist_ok=True)
-            write_wav(path, beeps_pcm(CONFIRM_BEEPS, 0))
-        return [path]
-
-    def _callback_registered(self, model, out, a: CallbackRegistered, now: float) -> None:
-        """The caller's place is kept as a callback: confirm, then release their line."""
-        self.callback_entries.add(a.call)
-        st = self.calls.get(a.call)
-        call = model.calls.get(a.call)
-        if st is None or call is None:
-            return
-        self._leave_queue(model, call, a.queue, now)
-        model.event(out, "CallbackRegistered", call, now, device=f"queue:{a.queue}",
-                    reason=f"callback to {a.number}, position {a.position}",
-                    data={"callback_number": a.number, "queue_position": str(a.position),
-                          "queue_ewt_s": str(a.ewt_s)})
-        call.outcome = "callback"
-        st.leaving, st.callback, st.music = True, True, False
-        caller = model.devices.get(st.caller)
-        if caller is not None and call.connection(caller.id) is not None \
-                and call.connection(caller.id).state != ConnState.NULL:
-            model.command(out, caller, stop_media=cardd_pb2.StopMedia())
-            files = self._confirmation()
-            if files:
-                model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
-                st.playing = 1          # only the confirmation's PromptDone ends the call
-                st.hangup_at = now + GOODBYE_LIMIT_S
-                return
-        st.hangup_at = now
-
-    def _place_callback(self, model, out, a: CallbackDue, now: float) -> list:
-        trunk = self.settings.callbacks.get(a.queue, ("", ""))[1]
-        dev = model.devices.get(a.extension)
-        if not trunk:
-            log.error("queue %s: callback to %s is due but the queue has no callback_trunk",
-                      a.queue, a.number)
-            return self.acd.callback_failed(a.call, now)
-        call = model.new_call(now, calling=dev.number if dev else "", called=a.number)
-        call.data.update({"callback": a.call, "callback_number": a.number, "queue": a.queue,
-                          "agent": a.agent})
-        ev = model.ring(out, call, dev, now, caller_id=a.number) if dev is not None else None
-        if ev is None:
-            del model.calls[call.id]
-            log.info("agent %s: %s cannot ring for a callback: ring no answer", a.agent, a.extension)
-            return self.acd.agent_no_answer(a.agent, a.call, now)
-        ev.agent = a.agent
-        self.placing[call.id] = Placing(call.id, a.call, a.agent, dev.id, a.number, trunk)
-        self.offers[a.agent] = Offer(a.agent, call.id, dev.id)      # RONA stops the ringing
-        return self.acd.agent_ringing(a.agent, a.call, now)
-
-    def _placing_event(self, model, out, pl: Placing, e, now: float) -> None:
-        call = model.calls.get(pl.call_id)
-        if e.name == "Established" and e.device == pl.device and pl.phase == "ringing":
-            if self.offers.get(pl.agent) is not None and self.offers[pl.agent].call_id == pl.call_id:
-                del self.offers[pl.agent]
-            pl.phase = "dialling"
-            self._apply(model, out, self.acd.agent_answered(pl.agent, pl.entry, now), now)
-            if call is None:
-                return
-            agent_dev = model.devices[pl.device]
-            model.event(out, "Originated", call, now, device=pl.device, agent=pl.agent)
-            model.deliver(out, call, agent_dev, f"trunk:{pl.trunk_group}", pl.number, now,
-                          caller_id=agent_dev.number)
-            pl.trunk = call.data.get("trunk", "")
-        elif e.name in ("Established", "Delivered") and pl.phase == "dialling" \
-                and e.device and e.device == pl.trunk:
-            pl.phase = "connected"      # answered (or an analog trunk's digits are out)
-        elif e.name == "Failed" and pl.phase == "dialling":
-            self._callback_failed(model, out, pl, now, f"dial failed: {e.cause}")
-        elif e.name == "ConnectionCleared":
-            if e.device == pl.device and pl.phase == "ringing":
-                self._stop_offer(pl)
-                a = self.acd.agents.get(pl.agent)
-                if a is not None and a.offered_call == pl.entry:
-                    self._apply(model, out, self.acd.agent_no_answer(pl.agent, pl.entry, now), now)
-                pl.phase = "done"
-            elif e.device == pl.trunk and pl.phase == "dialling":
-                self._callback_failed(model, out, pl, now, "the customer's line cleared")
-            if call is not None and pl.phase != "connected":
-                model.clear_call(out, call, CAUSE_NORMAL, now)
-        elif e.name == "CallCleared":
-            del self.placing[pl.call_id]
-            self._stop_offer(pl)
-            entry = self.acd.calls.get(pl.entry)
-            if entry is None:
-                return
-            a = self.acd.agents.get(pl.agent)
-            if pl.phase == "ringing" and a is not None and a.offered_call == pl.entry:
-                self._apply(model, out, self.acd.agent_no_answer(pl.agent, pl.entry, now), now)
-            elif pl.phase == "connected":
-                self._apply(model, out, self.acd.call_ended(pl.entry, now), now)
-            elif pl.phase == "dialling":
-                self._callback_failed(model, out, pl, now, "cleared before the customer answered")
-
-    def _stop_offer(self, pl: Placing) -> None:
-        offer = self.offers.get(pl.agent)
-        if offer is not None and offer.call_id == pl.call_id:
-            del self.offers[pl.agent]
-
-    def _callback_failed(self, model, out, pl: Placing, now: float, why: str) -> None:
-        log.info("callback %s to %s by agent %s failed: %s", pl.entry, pl.number, pl.agent, why)
-        pl.phase = "failed"
-        if pl.entry in self.acd.calls:
-            self._apply(model, out, self.acd.callback_failed(pl.entry, now), now)
-
     # ---- what happens on the lines ----------------------------------------------------------
     def _observed(self, model, out, e, now) -> None:
         cid = e.call_id
@@ -795,6 +730,26 @@ class AcdService:
         else:
             self.calls.pop(st.call_id, None)    # the call left the ACD
         self._apply(model, out, acts, now)
+
+    def _transfer_in(self, model, out, call: Call, st: QueuedCall, queue: str, now: float) -> None:
+        """The agent on an ACD call transferred it to queue:NAME (SingleStepTransfer): the
+        ACD keeps the call (caller, priority, data), the agent wraps up, the caller waits
+        in the new queue with its music as a routed call does."""
+        now = self._now(now)
+        try:
+            acts = self.acd.call_transferred(call.id, now, to_queue=queue)
+        except AcdError as e:   # the ACD does not see it connected: end it there, queue anew
+            log.warning("call %s: transfer to queue %s taken as a new arrival: %s", call.id, queue, e)
+            self.calls.pop(call.id, None)
+            if call.id in self.acd.calls:
+                self._apply(model, out, self.acd.call_ended(call.id, now), now)
+            self.enqueue(model, out, call, model.devices[st.caller], queue, now,
+                         self._priority(call))
+            return
+        st.queue, st.agent, st.agent_device = queue, "", ""
+        st.playing, st.music = 0, False     # the caller's media was stopped on answer
+        call.data["queue"] = queue
+        self._queue_up(model, out, call, st, acts, now)
 
     def channel_states(self, model: CallModel) -> dict[str, str]:
         """Each logged-in agent's phone as the reconciler wants it: idle, ringing, connected."""

@@ -174,13 +174,18 @@ def test_ring_no_answer_stops_the_ringing_and_the_call_goes_to_the_next_agent(tm
     assert b.svc.metrics.queue_events.labels("hotline", "rona")._value.get() == 1
 
 
-def test_an_offer_to_a_phone_in_use_is_a_ring_no_answer(tmp_path):
+def test_an_agent_whose_phone_is_in_use_is_busy_and_not_offered(tmp_path):
     b = Bench(tmp_path)
     b.agent(1, "1002", "not_ready")
     b.ev(1.5, 1, off_hook=cardd_pb2.OffHook())      # 1001 lifts the handset to dial out
+    assert agent_events(b.last.events, "1001") == [("AgentBusy", "busy", "phone in use")]
     b.incoming(2, "13800138000")
-    assert agent_events(b.last.events, "1001")[-1] == ("AgentNotReady", "not_ready", "rona")
+    assert agent_events(b.last.events, "1001") == []
     assert names(b.last)[-1] == "Queued" and (1, "ring") not in cmds(b.last)
+    out = b.ev(3, 1, on_hook=cardd_pb2.OnHook())    # hangs up: ready, and the caller rings
+    assert agent_events(out.events, "1001")[:2] == [("AgentReady", "ready", ""),
+                                                    ("AgentBusy", "reserved", "hotline")]
+    assert (1, "ring") in cmds(out)
 
 
 def test_caller_abandons_while_waiting_and_while_an_agent_rings(tmp_path):
@@ -351,12 +356,13 @@ def test_status_force_state_and_logout(tmp_path):
 
 def test_reconciler_marks_an_agent_using_the_phone_outside_the_acd_busy(tmp_path):
     b = Bench(tmp_path, reconcile_every_s=2.0, reconcile_grace_s=5.0)
-    b.ev(1, 2, off_hook=cardd_pb2.OffHook())       # 1002 picks up to dial: the ACD did not see
+    b.ev(1, 2, off_hook=cardd_pb2.OffHook())       # 1002 picks up to dial
+    b.svc.acd.agent_released("1002", b.now)         # as if the service had not seen it
+    b.svc.seized.discard("1002")
     assert agent_events(b.tick(4).events) == []     # still within the grace
     out = b.tick(6)
     assert agent_events(out.events, "1002") == [("AgentBusy", "busy", "reconciled")]
-    b.ev(7, 2, on_hook=cardd_pb2.OnHook())
-    out = b.tick(14)
+    out = b.ev(7, 2, on_hook=cardd_pb2.OnHook())    # the service knows the phone again
     assert agent_events(out.events, "1002")[-1] == ("AgentReady", "ready", "")
 
 
@@ -517,8 +523,9 @@ def test_a_callback_the_customer_does_not_take_is_reported_failed(tmp_path):
     assert (1, "hangup") in cmds(out)
     assert b.svc.acd.agents["1001"].state == "after_call_work"
     assert [r.event for r in records if r.event.startswith("CALLBACK")] == [
-        "CALLBACK_REQUESTED", "CALLBACK_CONNECT", "CALLBACK_FAILED"]
-    assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 0
+        "CALLBACK_REQUESTED", "CALLBACK_DIAL", "CALLBACK_FAILED", "CALLBACK_RETRY"]
+    f = b.svc.acd.queue_figures("hotline", b.now)     # out of the queue until its retry
+    assert (f.callbacks_waiting, f.callbacks_completed, f.callbacks_failed) == (0, 0, 1)
     assert not b.svc.placing
 
 
