@@ -123,12 +123,14 @@ class CallbackRegistered(Action):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallbackDue(Action):
-    """A callback entry reached an agent: place the outbound call (agent reserved)."""
+    """A callback entry reached an agent: place the outbound call (agent reserved).
+    The shell reports the customer answering (callback_connected) or not (callback_failed)."""
     call: str
     agent: str
     queue: str
     number: str
     extension: str
+    attempt: int = 1            # 2, 3...: a retry after the customer was not reached
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,4 +184,7 @@ class QueueFigures(Action):
     abandon_rate: Optional[float]
     aht_s: Optional[float]
     callbacks_requested: int
-    callbacks_completed: int
+    callbacks_completed: int    # the customer answered the call back
+    callbacks_failed: int = 0   # attempts that did not reach the customer
+    callbacks_abandoned: int = 0  # entries given up: attempts used up, or cancelled
+    callbacks_pending: int = 0  # entries not yet completed nor abandoned (any period)

@@ -49,6 +49,8 @@ class QueueConfig:
     boost_s: float = 0.0               # head start against other queues an agent serves
     care_line: bool = False
     default_aht_s: float = 180.0       # expected-wait estimate before any call was handled
+    callback_retries: int = 2          # further attempts after a callback's customer was not reached
+    callback_retry_s: float = 300.0    # pause before the entry waits for an agent again
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -74,6 +76,11 @@ class QueueConfig:
         self.priority_step_s = _num("priority_step_s", self.priority_step_s, allow_none=True)
         self.boost_s = _num("boost_s", self.boost_s)
         self.default_aht_s = _num("default_aht_s", self.default_aht_s, positive=True)
+        if isinstance(self.callback_retries, bool) or not isinstance(self.callback_retries, int) \
+                or self.callback_retries < 0:
+            raise AcdError(f"queue setting callback_retries must be a whole number >= 0, "
+                           f"got {self.callback_retries!r}")
+        self.callback_retry_s = _num("callback_retry_s", self.callback_retry_s)
         for rule in self.overflow:
             if rule.target.kind == "queue" and rule.target.name == self.name:
                 raise AcdError(f"queue {self.name!r}: an overflow rule points at the queue itself")
@@ -96,13 +103,39 @@ STICKY = "sticky"            # held for the agent who served this caller last
 OFFERED = "offered"          # an agent (several: ring all) reserved for it
 CONNECTED = "connected"
 CALLBACK = "callback"        # virtual entry in the sorted list, caller hung up
+DIALLING = "dialling"        # callback: the agent answered, the customer is being dialled
+CALLBACK_RETRY = "callback_retry"   # callback: customer not reached, out of the list until
+                                    # its retry timer files it again under its own key
 DONE = "done"
+
+# How a callback entry moves (the entry points in router.py follow this table).
+CALLBACK_TRANSITIONS = {
+    (CALLBACK, "offer"): OFFERED,              # reached an agent: CallbackDue
+    (OFFERED, "no_answer"): CALLBACK,          # agent did not answer: back at the head
+    (OFFERED, "answer"): DIALLING,             # agent answered: dial the customer
+    (OFFERED, "failed"): CALLBACK_RETRY,       # could not even start (or DONE: no attempts left)
+    (DIALLING, "connected"): CONNECTED,        # the customer answered: completed
+    (DIALLING, "failed"): CALLBACK_RETRY,      # not reached (or DONE: no attempts left)
+    (CALLBACK_RETRY, "retry"): CALLBACK,       # the retry timer: waits again under its key
+    (CALLBACK, "cancel"): DONE,
+    (CALLBACK_RETRY, "cancel"): DONE,
+}
+
+
+def callback_step(call: "Call", event: str) -> str:
+    """The state a callback entry goes to on ``event``; AcdError if the table forbids it."""
+    new = CALLBACK_TRANSITIONS.get((call.state, event)) if call.callback is not None else None
+    if new is None:
+        what = "a callback" if call.callback is not None else "not a callback"
+        raise AcdError(f"call {call.id!r} is {call.state} ({what}): {event!r} does not apply")
+    return new
 
 
 class Call:
     __slots__ = ("id", "caller", "data", "level", "pclass", "arrived", "queue", "entered",
                  "key", "state", "agents", "agent", "epoch", "callback", "sticky_agent",
-                 "offered_at", "answered_at", "moh", "rona_count", "hops")
+                 "offered_at", "answered_at", "moh", "rona_count", "hops", "cb_key",
+                 "cb_attempts")
 
     def __init__(self, call_id, caller, data, level, pclass, now):
         self.id = call_id
@@ -125,6 +158,8 @@ class Call:
         self.moh = False
         self.rona_count = 0
         self.hops = 0
+        self.cb_key = None          # callback: the key it was filed under (kept for retries)
+        self.cb_attempts = 0        # callback: failed attempts so far
 
 
 class Queue:
@@ -146,6 +181,7 @@ class Queue:
         self.stats = QueueStats(cfg.sl_threshold_s, cfg.default_aht_s)
         self.wait_rules = tuple(r for r in cfg.overflow if r.when == "wait")
         self.length_rules = tuple(r for r in cfg.overflow if r.when == "length")
+        self.callbacks_pending = 0              # requested, neither completed nor abandoned
 
     def insert(self, key) -> None:
         bisect.insort(self.waiting, key)

@@ -5,7 +5,8 @@ The log is Asterisk's queue_log made richer: one record per queue or agent trans
 one-to-one onto a SQL table row (``LogRecord.row()``). Events:
 
   ENTERQUEUE, OFFER, RINGNOANSWER, CONNECT, COMPLETE, ABANDON, OVERFLOW, EXITWITHTIMEOUT,
-  TRANSFER, CALLBACK_REQUESTED, CALLBACK_CONNECT, CALLBACK_FAILED, CALLBACK_CANCELLED,
+  TRANSFER, CALLBACK_REQUESTED, CALLBACK_DIAL, CALLBACK_CONNECT, CALLBACK_FAILED,
+  CALLBACK_RETRY, CALLBACK_ABANDONED, CALLBACK_CANCELLED,
   STICKY_WAIT, STICKY_EXPIRED, AGENT_STATE, SUPERVISOR_FORCE, SUPERVISE, CORRECTION.
 
 Live figures count calls that *left* the queue during the period (answered, abandoned,
@@ -19,8 +20,13 @@ service level before anything happened to them:
   AHT             = (talk + hold + wrap-up) / handled calls, a call counting as
                     handled once its wrap-up is over
 
-Callback requests are counted apart (requested, completed): the caller hung up by
-choice, which is neither an abandon nor an answer.
+Callback requests are counted apart: the caller hung up by choice, which is neither an
+abandon nor an answer. ``completed`` counts when the customer answers the call back (not
+when the agent does), ``failed`` counts each attempt that did not reach them, and
+``abandoned`` each entry given up (no attempts left, or cancelled), so that
+
+  callbacks requested = completed + abandoned + still pending (waiting, ringing an agent,
+                        dialling, or waiting for a retry)
 """
 from __future__ import annotations
 
@@ -96,6 +102,8 @@ class QueueStats:
         self.acw_s = 0.0
         self.callbacks_requested = 0
         self.callbacks_completed = 0
+        self.callbacks_failed = 0          # attempts, so one entry may count several times
+        self.callbacks_abandoned = 0
 
     @property
     def offered(self) -> int:

@@ -17,7 +17,11 @@ written:
 
   hotline_ctid_acd_queue_events_total{queue,event}   entered, answered, abandoned,
                                                      overflowed, timed_out, rona,
-                                                     completed, transferred
+                                                     completed, transferred, and callbacks
+                                                     by outcome: callback_requested,
+                                                     callback_completed (the customer
+                                                     answered), callback_failed (an attempt),
+                                                     callback_abandoned (given up)
   hotline_ctid_acd_agent_states_total{state}         agent state changes, by new state
 """
 from __future__ import annotations
@@ -30,7 +34,10 @@ from ctid.acd import STATES, LogRecord, QueueFigures
 
 LOG_EVENTS = {"ENTERQUEUE": "entered", "CONNECT": "answered", "ABANDON": "abandoned",
               "OVERFLOW": "overflowed", "EXITWITHTIMEOUT": "timed_out", "RINGNOANSWER": "rona",
-              "COMPLETE": "completed", "TRANSFER": "transferred"}
+              "COMPLETE": "completed", "TRANSFER": "transferred",
+              "CALLBACK_REQUESTED": "callback_requested", "CALLBACK_CONNECT": "callback_completed",
+              "CALLBACK_FAILED": "callback_failed", "CALLBACK_ABANDONED": "callback_abandoned",
+              "CALLBACK_CANCELLED": "callback_abandoned"}
 
 
 def _value(v) -> float:

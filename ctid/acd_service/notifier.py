@@ -51,7 +51,11 @@ def figures_data(f: QueueFigures) -> dict[str, str]:
             "answered": f.answered, "answered_within_sl": f.answered_within_sl,
             "abandoned": f.abandoned, "overflowed": f.overflowed, "timed_out": f.timed_out,
             "service_level": f.service_level, "sl_threshold_s": f.sl_threshold_s,
-            "asa_s": f.asa_s, "abandon_rate": f.abandon_rate, "aht_s": f.aht_s}
+            "asa_s": f.asa_s, "abandon_rate": f.abandon_rate, "aht_s": f.aht_s,
+            "callbacks_requested": f.callbacks_requested,
+            "callbacks_completed": f.callbacks_completed,
+            "callbacks_failed": f.callbacks_failed, "callbacks_abandoned": f.callbacks_abandoned,
+            "callbacks_pending": f.callbacks_pending}
     data.update({f"agents.{state}": n for state, n in f.agents.items()})
     return {k: _text(v) for k, v in data.items()}
 

@@ -17,6 +17,8 @@ file (every problem names the file, the line and the key; unknown keys are error
     callback_key = "1"          # a waiting caller keys this to be called back (and released)
     callback_trunk = "co"       # the trunk group callbacks are dialled on (needed by callback_key
                                 # and by callback overflow targets)
+    callback_retries = 2        # further attempts when the customer was not reached
+    callback_retry_s = 300      # the pause before such an attempt waits for an agent again
 
     [[agent]]
     id = "1001"
@@ -98,6 +100,8 @@ def _fields():
              "overflow": Field(list, []),
              "callback_key": Field(str, "", check=dtmf_key),
              "callback_trunk": Field(str, ""),
+             "callback_retries": Field(int, 2, check=_not_negative),
+             "callback_retry_s": Field(num, 300.0, check=_not_negative),
              "sl_threshold_s": Field(num, 20.0, check=_not_negative),
              "announce": Field(bool, True),
              "announce_first_s": Field(num, 30.0, check=_not_negative),

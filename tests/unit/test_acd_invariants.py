@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ctid.acd import Acd, AcdConfig, AcdError, OfferCall, QueueConfig
+from ctid.acd import Acd, AcdConfig, AcdError, CallbackDue, OfferCall, QueueConfig
 from ctid.acd.agent import OFFERED, ON_CALL, READY, WORKING
 
 
@@ -37,7 +37,7 @@ def check_invariants(acd: Acd) -> None:
             assert a.offered_call is None
         if a.state in ON_CALL and a.call is not None:
             c = acd.calls[a.call]
-            assert c.state == "connected" and c.agent == a.id
+            assert c.state in ("connected", "dialling") and c.agent == a.id
         if a.state not in ON_CALL:
             assert a.call is None
         if a.state == "logged_off":
@@ -47,16 +47,29 @@ def check_invariants(acd: Acd) -> None:
     for c in acd.calls.values():
         if c.state == "offered":
             assert c.agents and all(acd.agents[i].offered_call == c.id for i in c.agents)
-        if c.state == "connected" and c.agent is not None:
+        if c.state in ("connected", "dialling") and c.agent is not None:
             assert acd.agents[c.agent].call == c.id
+        if c.state in ("callback", "offered", "dialling", "callback_retry") and c.callback:
+            assert c.cb_attempts <= c.queue.cfg.callback_retries
+        if c.state == "callback_retry":     # out of the list until its retry timer fires
+            assert c.key not in c.queue.waiting and not c.agents and c.agent is None
+        if c.state in ("dialling", "callback_retry", "callback"):
+            assert c.callback
+    for q in acd.queues.values():
+        s = q.stats
+        pending = sum(1 for c in acd.calls.values() if c.queue is q and c.callback
+                      and c.state != "connected")
+        assert q.callbacks_pending == pending, q.name
+        assert s.callbacks_requested == s.callbacks_completed + s.callbacks_abandoned + pending
 
 
 QUEUES = [
     QueueConfig("sales", strategy="longest_idle", skills={"sales": 1}, wrapup_s=5.0,
                 rona_s=8.0, sticky_wait_s=10.0, overflow=["wait>=40:queue:support"],
-                announce_first_s=5.0, announce_every_s=7.0),
+                announce_first_s=5.0, announce_every_s=7.0, callback_retries=1,
+                callback_retry_s=4.0),
     QueueConfig("support", strategy="ring_all", wrapup_s=0.0, rona_s=6.0,
-                overflow=["length>=3:callback"], max_wait_s=60.0),
+                overflow=["length>=3:callback"], max_wait_s=60.0, callback_retry_s=2.0),
     QueueConfig("vip", strategy="skill_weighted", skills={"vip": 3}, wrapup_s=12.0,
                 rona_s=5.0, priority_step_s=None, max_wait_s=30.0,
                 max_wait_target="queue:sales"),
@@ -81,6 +94,7 @@ def test_random_storm_keeps_invariants_and_raises_only_acd_errors(seed):
     n_calls = 0
     offered_seen = 0
     errors = 0
+    callback_moves = {"fail": 0, "retry": 0, "connect": 0}
 
     def pick_call():
         pool = list(acd.calls) + ["c0", "zz"]
@@ -88,8 +102,9 @@ def test_random_storm_keeps_invariants_and_raises_only_acd_errors(seed):
 
     ops = ["arrive"] * 6 + ["answer"] * 6 + ["end"] * 4 + ["abandon", "noanswer", "ring",
            "login", "login", "logout", "ready", "ready", "notready", "hold", "retrieve",
-           "transfer", "callback", "force", "reconcile", "supervise", "tick", "tick",
-           "skills", "cbfail", "backwards"]
+           "transfer", "callback", "callback", "callback", "force", "reconcile", "supervise",
+           "tick", "tick",
+           "skills", "cbfail", "cbfail", "cbconnect", "cbconnect", "backwards"]
     for step in range(1500):
         op = rng.choice(ops)
         now += rng.choice((0.0, 0.5, 1.0, 3.0))
@@ -132,9 +147,20 @@ def test_random_storm_keeps_invariants_and_raises_only_acd_errors(seed):
                 acts = acd.call_transferred(pick_call(), now,
                                             **rng.choice([{"to_agent": a}, {"to_queue": rng.choice(queues)}, {}]))
             elif op == "callback":
-                acts = acd.request_callback(pick_call(), rng.choice([None, "138"]), now)
-            elif op == "cbfail":
-                acts = acd.callback_failed(pick_call(), now)
+                waiting = [c.id for c in acd.calls.values() if c.state in ("waiting", "sticky")]
+                cid = rng.choice(waiting) if waiting and rng.random() < 0.8 else pick_call()
+                acts = acd.request_callback(cid, rng.choice([None, "138"]), now)
+            elif op in ("cbfail", "cbconnect"):
+                # mostly callbacks being placed, sometimes any call
+                placing = [c.id for c in acd.calls.values() if c.callback and c.state in
+                           (("offered", "dialling") if op == "cbfail" else ("dialling",))]
+                cid = rng.choice(placing) if placing and rng.random() < 0.8 else pick_call()
+                if op == "cbfail":
+                    acts = acd.callback_failed(cid, now, rng.choice(["busy", "no answer", ""]))
+                    callback_moves["fail"] += 1
+                else:
+                    acts = acd.callback_connected(cid, now)
+                    callback_moves["connect"] += 1
             elif op == "force":
                 acts = acd.force_state(a, rng.choice(["ready", "not_ready", "logged_off", "busy"]),
                                        now, by="sup")
@@ -150,6 +176,8 @@ def test_random_storm_keeps_invariants_and_raises_only_acd_errors(seed):
             else:
                 acts = acd.tick(now)
             offered_seen += sum(isinstance(x, OfferCall) for x in acts)
+            callback_moves["retry"] += sum(isinstance(x, CallbackDue) and x.attempt > 1
+                                           for x in acts)
         except AcdError:
             errors += 1
         try:
@@ -157,3 +185,4 @@ def test_random_storm_keeps_invariants_and_raises_only_acd_errors(seed):
         except AssertionError as e:
             raise AssertionError(f"after step {step} op {op} agent {a}: {e}") from None
     assert offered_seen > 20 and errors > 50       # the storm did exercise both sides
+    assert acd.log.events("CALLBACK_RETRY") and acd.log.events("CALLBACK_CONNECT"), callback_moves

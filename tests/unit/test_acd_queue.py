@@ -191,6 +191,7 @@ def test_callback_keeps_the_callers_place_and_becomes_an_outbound_call():
     assert of(acts, CallbackDue) == [CallbackDue("c1", "a", "q", "13800000001", "1001")]
     assert offers(acts) == []
     acd.agent_answered("a", "c1", 25)
+    acd.callback_connected("c1", 30)            # the customer answered
     acts = acd.call_ended("c1", 40)
     assert offers(acts) == [("a", "c2")]
     fig = acd.queue_figures("q", 40)
