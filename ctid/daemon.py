@@ -63,6 +63,11 @@ class ModelService:
             return None
         return [d for d, c in call.connections.items() if c.state != ConnState.NULL]
 
+    def agent_queues(self, agent_id: str) -> tuple[str, ...]:
+        """The ACD queues an agent is a member of (() without an ACD): CTI queue scopes."""
+        acd = self.model.services.get("queue")
+        return acd.agent_queues(agent_id) if hasattr(acd, "agent_queues") else ()
+
     def status(self) -> dict[str, str]:
         m = self.model
         st = {"calls": str(len(m.calls)), "devices": str(len(m.devices)),

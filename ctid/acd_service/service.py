@@ -208,6 +208,12 @@ class AcdService:
                 "acd.agents_logged_in": str(sum(a.state != LOGGED_OFF for a in acd.agents.values())),
                 "acd.supervising": str(len(self.sessions))}
 
+    def agent_queues(self, agent_id: str) -> tuple[str, ...]:
+        """The queues `agent_id` is a member of (configuration and skills); () if unknown.
+        The CTI server scopes supervisors by queue with it."""
+        a = self.acd.agents.get(agent_id)
+        return tuple(sorted(a.memberships)) if a is not None else ()
+
     def _now(self, now: float) -> float:
         """ctid's clock, never behind what the ACD has seen (a wall clock may step back)."""
         return now if now >= self.acd.now else self.acd.now

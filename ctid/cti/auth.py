@@ -123,6 +123,11 @@ class Scope:
     def queue(self, name: str) -> bool:
         return self._match(self.queues, name)
 
+    def agent_or_member(self, name: str, member_of) -> bool:
+        """The agent is named in `agents`, or is a member of a queue in `queues` (how a
+        call centre scopes a team leader); `member_of`: the agent's queue names."""
+        return self.agent(name) or any(self.queue(q) for q in member_of)
+
 
 @dataclasses.dataclass(frozen=True)
 class Client:
@@ -453,10 +458,17 @@ class ZapHandler:
 
 # ---- authorization ------------------------------------------------------------------------
 class Authorizer:
-    """Role and scope rules: check(client, request) raises Refused with a clear reason."""
+    """Role and scope rules: check(client, request) raises Refused with a clear reason.
 
-    def __init__(self, call_devices: Callable[[str], list[str] | None]):
+    `agent_queues(agent_id)` names the queues an agent is a member of (the ACD's
+    configuration and skills; () without an ACD): a supervisor or integration key scoped
+    by `queues` covers their members. An agent key's queues never widen what it controls.
+    """
+
+    def __init__(self, call_devices: Callable[[str], list[str] | None],
+                 agent_queues: Callable[[str], tuple[str, ...]] | None = None):
         self.call_devices = call_devices
+        self.agent_queues = agent_queues
 
     def check(self, client: Client, req: cti_pb2.Request) -> None:
         kind = req.WhichOneof("kind")
@@ -482,8 +494,22 @@ class Authorizer:
         # transfers and conferences name two calls: the device must be in both (the model
         # checks that), so the device check covers them.
 
-    @classmethod
-    def _agent_request(cls, client: Client, kind: str, body: cti_pb2.AgentRequest) -> None:
+    def _member_of(self, agent_id: str) -> tuple[str, ...]:
+        if self.agent_queues is None:
+            return ()
+        try:
+            return tuple(self.agent_queues(agent_id))
+        except Exception:       # a fault there only narrows the scope to `agents`
+            log.exception("agent_queues(%r) failed", agent_id)
+            return ()
+
+    def agent_in_scope(self, client: Client, agent_id: str) -> bool:
+        if client.unrestricted or client.scope.agent(agent_id):
+            return True
+        return client.role != "agent" and bool(client.scope.queues) and \
+            client.scope.agent_or_member(agent_id, self._member_of(agent_id))
+
+    def _agent_request(self, client: Client, kind: str, body: cti_pb2.AgentRequest) -> None:
         # The service reads the action as body.action.strip().lower(): so must this check,
         # or "Supervise " would slip past it.
         action = body.action.strip().lower()
@@ -502,10 +528,16 @@ class Authorizer:
             return
         if not body.agent:
             raise Refused(f"{kind}: {action}: name the agent")
-        if not client.scope.agent(body.agent):
-            raise Refused(f"{kind}: agent {body.agent!r} is not {client.name}'s to control")
+        if not self.agent_in_scope(client, body.agent):
+            queues = ""
+            if client.role != "agent" and client.scope.queues and self.agent_queues is not None:
+                member = ", ".join(self._member_of(body.agent)) or "no queue"
+                queues = (f" (not in its agents, and a member of {member}, not of "
+                          f"{', '.join(client.scope.queues)})")
+            raise Refused(f"{kind}: agent {body.agent!r} is not {client.name}'s to control"
+                          f"{queues}")
         if body.device:
-            cls._device(client, kind, body.device)
+            self._device(client, kind, body.device)
 
     @staticmethod
     def _device(client: Client, kind: str, device: str) -> None:

@@ -50,6 +50,9 @@ class Service(Protocol):
 
     def status(self) -> dict[str, str]: ...
 
+    # Optional: agent_queues(agent_id) -> the queues the agent is a member of (() without
+    # an ACD); a key scoped by queues then covers their members (Authorizer).
+
 
 @dataclasses.dataclass
 class CtiSettings:
@@ -90,7 +93,7 @@ class CtiServer:
         self.clock = clock
         self.seq = 0
         self.retention = Retention(settings.retain)
-        self.authorizer = Authorizer(service.call_devices)
+        self.authorizer = Authorizer(service.call_devices, getattr(service, "agent_queues", None))
         self.keys: KeyStore | None = None
         self.zap: ZapHandler | None = None
         self.curve = False

@@ -649,10 +649,15 @@ class CallModel:
     def _req_consultation_call(self, out, r, now):
         held = self._call(r.call_id)
         dev = self._device(r.device)
-        self._req_hold_call(out, cti_pb2.CallRef(call_id=held.id, device=dev.id), now)
         d = self.dialplan.decide(r.called, self._when(now), source="extension", complete=True)
-        if d.kind != "route":
+        if d.kind != "route":           # refused before the hold: the call stays as it was
             raise RequestError(f"no route for {r.called!r}")
+        if d.target.startswith("queue:"):
+            # The consultation leg would wait in the queue as a caller of its own, and
+            # TransferCall would leave the ACD holding it: a queue takes blind transfers.
+            raise RequestError(f"{r.called!r} goes to {d.target}: consulting a queue is not "
+                               "supported; use SingleStepTransfer to hand the call to it")
+        self._req_hold_call(out, cti_pb2.CallRef(call_id=held.id, device=dev.id), now)
         call = self._new_call(now, calling=dev.number, called=d.number)
         call.data.update(held.data)
         call.data["consultation_of"] = held.id
@@ -721,13 +726,32 @@ class CallModel:
         del self.calls[active.id]
         self._event(out, "Conferenced", held, now, device=dev.id, secondary_call_id=active.id)
 
+    def _transfer_target(self, to: str, now: float) -> tuple[str, str]:
+        """Where a blind transfer goes: an extension, or a queue ("queue:NAME", or a number
+        whose route is a queue). Checked before anything changes: a refusal leaves the call
+        as it was."""
+        if to.startswith("queue:"):
+            target, number = to, ""
+        else:
+            d = self.dialplan.decide(to, self._when(now), source="extension", complete=True)
+            if d.kind != "route" or d.target.split(":", 1)[0] not in ("ext", "queue"):
+                raise RequestError(f"no extension or queue route for {to!r}")
+            target, number = d.target, d.number
+        if target.startswith("queue:"):
+            via = "" if to == target else f" (the route for {to!r})"
+            if "queue" not in self.services:
+                raise RequestError(f"cannot transfer to {target}{via}: this ctid has no ACD")
+            dev = self.devices.get(target)
+            if dev is None or dev.type != DeviceType.ACD_GROUP:
+                raise RequestError(f"cannot transfer to {target}{via}: no such queue")
+        return target, number
+
     def _req_single_step_transfer(self, out, r, now):
         call = self._call(r.call_id)
         dev = self._device(r.device)
         self._conn(call, dev.id, ConnState.CONNECTED)
-        d = self.dialplan.decide(r.to, self._when(now), source="extension", complete=True)
-        if d.kind != "route" or not d.target.startswith("ext:"):
-            raise RequestError(f"no extension route for {r.to!r}")
+        target, number = self._transfer_target(r.to, now)
+        to_queue = target.startswith("queue:")
         others = self._others(call, dev.id)
         self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
         call.connections[dev.id].state = ConnState.NULL
@@ -735,15 +759,16 @@ class CallModel:
         if leg:
             leg.ended = now
         self.parties[dev.id].call_id = ""
-        call.transfers.append(f"{dev.id}->{d.target}")
-        self._event(out, "Transferred", call, now, device=dev.id)
+        call.transfers.append(f"{dev.id}->{target}")
+        self._event(out, "Transferred", call, now, device=dev.id, cause="transfer",
+                    reason=f"to {target}")
         if dev.type == DeviceType.EXTENSION and self.parties[dev.id].off_hook:
             self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
         origin = others[0] if others else dev
         for o in others:
-            if o.type == DeviceType.EXTENSION:
+            if o.type == DeviceType.EXTENSION and not to_queue:   # a queue plays its music
                 self._cmd(out, o, play_tone=cardd_pb2.PlayTone(tone="ringback"))
-        self._deliver(out, call, origin, d.target, d.number, now, caller_id=call.calling)
+        self._deliver(out, call, origin, target, number, now, caller_id=call.calling)
 
     def _req_deflect_call(self, out, r, now):
         call = self._call(r.call_id)

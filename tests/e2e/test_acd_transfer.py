@@ -1,0 +1,230 @@
+"""An agent puts a caller through to another queue, end to end: ctisim (the far side), cardd
+and ctid as processes, CURVE CTI clients in the test. A CO caller reaches the hotline and
+agent 1001 on an FXS phone; 1001's desktop sends SingleStepTransfer to queue:billing; the
+caller hears billing's music while 1001 wraps up; billing's agent 1003 rings, answers, and
+caller and 1003 hear each other. The watcher sees every event in order, and the queue log
+in SQLite shows the transfer and the entry into billing.
+"""
+import time
+
+import pytest
+
+from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, wait
+from tests.e2e.test_acd_calls import Watch, story, until
+
+CARDD_TOML = """
+[node]
+name = "node1"
+run_dir = "run"
+
+[backend]
+type = "sim"
+endpoint = "ipc://run/ctisim-cards.sock"
+
+[bus]
+events = "ipc://run/cardd-events.sock"
+commands = "ipc://run/cardd-commands.sock"
+
+[media]
+law = "alaw"
+tone_plan = "cn"
+
+[[span]]
+span = 1
+name = "analog-card-1"
+kind = "analog"
+
+[[channels]]
+channels = "1-4"
+span = 1
+port = "fxs"
+callerid = "fsk"
+
+[[channels]]
+channels = "5-6"
+span = 1
+port = "fxo"
+callerid = "fsk"
+busy_detect = true
+"""
+
+CTID_TOML = CTID_SECURE_HEAD + """
+[[trunk_group]]
+name = "co"
+channels = "node1/5-6"
+number = "12345"
+
+[[route]]
+match = "8XXX"
+to = "ext:"
+
+[[route]]
+match = "12345"
+to = "queue:hotline"
+source = "trunk"
+
+[acd]
+figures_every_s = 60
+reconcile_every_s = 2
+
+[[queue]]
+name = "hotline"
+members = ["1001"]
+wrapup_s = 1.5
+announce = false
+
+[[queue]]
+name = "billing"
+members = ["1003"]
+wrapup_s = 1
+announce = false
+
+[[agent]]
+id = "1001"
+name = "Li Na"
+extension = "8001"
+login = true
+
+[[agent]]
+id = "1003"
+name = "Zhao Lei"
+extension = "8004"
+"""
+
+CLIENTS = {
+    "agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\n',
+    "admin": 'role = "admin"\n',
+    "watcher": 'role = "observer"\n',
+}
+CALLER = "13800138000"
+
+
+class TransferStack(Stack):
+    def __init__(self, d):
+        with open(f"{d}/cardd-source.toml", "w") as f:
+            f.write(CARDD_TOML)
+        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
+        self.last_seq = 0
+
+    def request(self, client, **kind):
+        from hotline_proto import cti_pb2
+        r = self.client(client).request(cti_pb2.Request(**kind), timeout_s=10)
+        self.last_seq = max(self.last_seq, r.seq)
+        return r
+
+    def agent(self, client, agent, action, device="", reason=""):
+        from hotline_proto import cti_pb2
+        r = self.request(client, agent=cti_pb2.AgentRequest(agent=agent, action=action,
+                                                            device=device, reason=reason))
+        assert r.ok, f"{client}: {action} {agent}: {r.error}"
+        return r
+
+    def mark(self):
+        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
+        return max(self.watch.mark(), self.last_seq)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = TransferStack(str(tmp_path_factory.mktemp("acd-transfer-e2e")))
+    s.start()
+    try:
+        watcher = s.client("watcher")
+        ready(s, watcher, limit=40)
+        s.watch = Watch(watcher)
+        wait(lambda: watcher.last_heartbeat, "the subscription", s)
+        for ch in (1, 4):                         # agents answer 0.5 s into the first ring
+            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
+        yield s
+    finally:
+        s.stop()
+
+
+def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
+    from hotline_proto import cti_pb2
+    wait(lambda: stack.agent("admin", "1001", "status").status["agent_state"] == "ready",
+         "1001 logged in at start", stack)
+    stack.agent("admin", "1003", "login", device="ext:8004", reason="not_ready")
+    mark = stack.mark()
+    stack.do(5, "ring", caller_id=CALLER)
+    est = until(stack, mark, "Established", device="ext:8001")
+    call = est.call_id
+    assert est.calling == CALLER and est.data["queue"] == "hotline"
+    wait(lambda: stack.get(5, "state") == "connected", "the CO line answered", stack)
+
+    # a queue that does not exist is refused and the caller stays with 1001
+    r = stack.request("agent1", single_step_transfer=cti_pb2.SingleStepTransfer(
+        call_id=call, device="ext:8001", to="queue:sales"))
+    assert not r.ok and r.error == "cannot transfer to queue:sales: no such queue"
+    assert stack.agent("admin", "1001", "status").status["call_id"] == call
+
+    m2 = stack.mark()
+    stack.sim("record", channels=[5])
+    r = stack.request("agent1", single_step_transfer=cti_pb2.SingleStepTransfer(
+        call_id=call, device="ext:8001", to="queue:billing"))
+    assert r.ok, r.error
+    stack.do(1, "on_hook")                          # 1001 puts the handset down
+    queued = until(stack, m2, "Queued", device="queue:billing")
+    assert queued.call_id == call and queued.calling == CALLER and queued.data["queue"] == "billing"
+    transferred = stack.watch.find(m2, "Transferred")
+    assert transferred.device == "ext:8001" and transferred.reason == "to queue:billing"
+
+    # the caller hears billing's music on hold: some 0.4 s stretch of its first 3 s, code
+    # for code (a late tick of the realtime clock on a loaded machine garbles a block or two)
+    music = f"{stack.d}/run/acd/moh-default.wav"
+
+    def hears_music():
+        stack.sim("save", channel=5, path=f"{stack.d}/heard-5.npy")     # for a failure report
+        return any(stack.sim("measure", channel=5, args={
+            "file": music, "skip_s": k * 0.4, "head_s": 0.4})["prompt_at"] >= 0 for k in range(8))
+    wait(hears_music, "the caller hearing the music", stack, limit=10, step=0.5)
+    until(stack, m2, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
+
+    stack.agent("admin", "1003", "ready")
+    delivered = until(stack, m2, "Delivered", device="ext:8004")
+    assert delivered.call_id == call and delivered.agent == "1003"
+    assert delivered.data["ani"] == CALLER and delivered.data["queue"] == "billing"
+    until(stack, m2, "Established", device="ext:8004")
+    until(stack, m2, "AgentBusy", agent="1003", agent_state="busy")
+    time.sleep(0.3)                                 # the bridge is made on the next tick
+
+    def speak(channel, hz):
+        stack.sim("record", channels=[5, 4])
+        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
+        time.sleep(1.4)
+        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (5, 4)}
+    heard = speak(5, 1000.0)                        # the caller speaks: 1003 hears it
+    assert heard[4] > -25.0, heard
+    heard = speak(4, 1400.0)                        # 1003 speaks: the caller hears it
+    assert heard[5] > -25.0, heard
+
+    assert story(stack, m2, call, ["1001", "1003"]) == [
+        ("Transferred", "ext:8001"),
+        ("AgentWorkingAfterCall", "1001:after_call_work"),  # 1001's talk is over
+        ("Queued", "queue:billing"),
+        ("AgentReady", "1001:ready"),                       # 1001's wrap-up ends
+        ("AgentReady", "1003:ready"), ("AgentBusy", "1003:reserved"),
+        ("Delivered", "ext:8004"), ("AgentBusy", "1003:ringing"),
+        ("Established", "ext:8004"), ("AgentBusy", "1003:busy")]
+
+    stack.do(5, "hang_up")                          # the caller is done
+    cleared = until(stack, m2, "CallCleared", call_id=call)
+    until(stack, cleared.seq, "AgentWorkingAfterCall", agent="1003")
+    stack.do(4, "on_hook")
+
+    from ctid.storage import Store
+    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
+    try:
+        def rows():
+            got = [r for r in store.rows("queue_log") if r["call"] == call
+                   and r["event"] in ("ENTERQUEUE", "CONNECT", "TRANSFER", "COMPLETE")]
+            return len(got) >= 5 and got
+        got = wait(rows, "the queue log in SQLite", stack, limit=10)
+        assert [(r["event"], r["queue"]) for r in got] == [
+            ("ENTERQUEUE", "hotline"), ("CONNECT", "hotline"), ("TRANSFER", "hotline"),
+            ("ENTERQUEUE", "billing"), ("CONNECT", "billing")] + [("COMPLETE", "billing")] * (len(got) - 5)
+        cdr = wait(lambda: next((c for c in store.cdrs() if c["call_id"] == call), None),
+                   "the CDR", stack, limit=10)
+        assert cdr["transfers"] == ["ext:8001->queue:billing"] and cdr["outcome"] == "answered"
+    finally:
+        store.close()
