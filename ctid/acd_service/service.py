@@ -50,7 +50,11 @@ phone is hung up).
 
 The reconciler runs every reconcile_every_s against the call model's view of each logged
 in agent's phone (idle, ringing, connected), which the cardd link keeps in step with
-cardd's channel states.
+cardd's channel states. A phone on a call the ACD did not route (a colleague's
+consultation, a direct extension call, dialling out) is told to the ACD as it happens
+(agent_seized / agent_released): the agent is busy while it lasts and ready after, which
+the reconciler does not take for drift; a consulted agent handed the ACD call by
+TransferCall is busy on it from then.
 
 Not carried out in this version: consulting a queue (ConsultationCall to a queue is
 refused; a queue takes blind transfers).
