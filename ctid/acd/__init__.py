@@ -14,7 +14,9 @@ clock owned by the shell). Every entry point returns a list of actions (``action
     acd.agent_hold / agent_retrieve(agent, now)
     acd.call_ended(call, now); acd.call_abandoned(call, now)
     acd.call_transferred(call, now, to_agent=None, to_queue=None)
-    acd.request_callback(call, number, now); acd.callback_failed(call, now)
+    acd.request_callback(call, number, now)            # a place kept; CallbackDue later
+    acd.agent_answered(...) on a callback: dialling; then the customer answers or not:
+    acd.callback_connected(call, now); acd.callback_failed(call, now, reason)  # retried
     acd.set_ready(agent, now); acd.set_not_ready(agent, now, reason)
     acd.agent_logout(agent, now); acd.set_skills(agent, skills, now)
     acd.force_state(agent, state, now, by, reason); acd.supervise(sup, agent, mode, now)

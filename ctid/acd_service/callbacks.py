@@ -93,7 +93,9 @@ class Callbacks:
             files = self._confirmation()
             if files:
                 model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
-                st.playing = 1          # only the confirmation's PromptDone ends the call
+                # the music just stopped still reports its PromptDone (interrupted): the
+                # last PromptDone, the confirmation's, ends the call
+                st.playing += 1
                 st.hangup_at = now + GOODBYE_LIMIT_S
                 return
         st.hangup_at = now

@@ -244,6 +244,7 @@ def callback_bench(tmp_path, **queue):
     b.svc.writer = b.records.append
     b.incoming(2, "13800138000")
     b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(7, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())     # confirmed, released
     b.agent(30, "1001", "ready")
     out = b.answer(33, 1)                              # the agent answers: dial
@@ -308,9 +309,24 @@ def test_service_without_a_trunk_fails_the_attempt_and_frees_the_agent(tmp_path)
     b.agent(1, "1001", "not_ready")
     b.incoming(2, "13800138000")
     b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(7, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
     out = b.agent(30, "1001", "ready") and b.last
     assert b.svc.acd.agents["1001"].state == "ready" and not b.svc.placing
     assert "ring" not in [k for _, k in cmds(out)]
     f = b.svc.acd.queue_figures("hotline", b.now)
     assert (f.callbacks_failed, f.callbacks_abandoned) == (1, 1)
+
+
+def test_the_caller_hears_the_whole_confirmation_before_the_line_is_cleared(tmp_path):
+    q = QueueConfig("hotline", members=("1001",), announce_first_s=None)
+    b = Bench(tmp_path, queues=[q], callbacks={"hotline": ("1", "co")})
+    b.agent(1, "1001", "not_ready")
+    call = b.incoming(2, "13800138000")
+    out = b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    assert cmds(out) == [(5, "stop_media"), (5, "play_prompt")]
+    # the music's own PromptDone (stopped) comes after the confirmation started
+    out = b.ev(6.1, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))
+    assert "CallCleared" not in names(out) and call in b.model.calls
+    out = b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
+    assert "CallCleared" in names(out) and call not in b.model.calls

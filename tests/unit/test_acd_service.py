@@ -484,6 +484,7 @@ def test_a_queued_caller_keys_for_a_callback_and_is_released_then_an_agent_calls
     assert reg.call_id == call and reg.data["callback_number"] == "13800138000"
     assert cmds(out) == [(5, "stop_media"), (5, "play_prompt")]  # music off, confirmation on
     assert cmd(out, 5, "play_prompt").play_prompt.files[0].endswith("callback-confirm.wav")
+    b.ev(7, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     out = b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())        # confirmed: the line is cleared
     assert "CallCleared" in names(out) and call not in b.model.calls
     assert (5, "hangup") in cmds(out) and cmd(out, 5, "hangup").hangup.cause == 16
@@ -515,6 +516,7 @@ def test_a_callback_the_customer_does_not_take_is_reported_failed(tmp_path):
     b.svc.writer = records.append
     b.incoming(2, "13800138000")
     b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(7, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
     b.agent(30, "1001", "ready")
     b.answer(33, 1)
@@ -533,6 +535,7 @@ def test_an_agent_not_answering_a_callback_puts_the_entry_back(tmp_path):
     b = callback_bench(tmp_path)
     b.incoming(2, "13800138000")
     b.ev(6, 5, digit=cardd_pb2.Digit(digit="1"))
+    b.ev(7, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     b.ev(8, 5, prompt_done=cardd_pb2.PromptDone())
     b.agent(30, "1001", "ready")
     b.tick(45)                                          # rona_s = 10
@@ -550,6 +553,7 @@ def test_overflow_to_callback_releases_the_caller_with_a_confirmation(tmp_path):
     call = b.incoming(2, "13800138000")
     out = b.tick(35)
     assert "CallbackRegistered" in names(out) and (5, "play_prompt") in cmds(out)
+    b.ev(36, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     b.ev(37, 5, prompt_done=cardd_pb2.PromptDone())
     assert call not in b.model.calls
     assert b.svc.acd.queue_figures("hotline", b.now).callbacks_waiting == 1

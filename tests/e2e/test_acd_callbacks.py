@@ -1,0 +1,297 @@
+"""ACD callbacks and voicemail end to end: ctisim (the far side), cardd and ctid as
+processes, CTI clients in the test.
+
+A caller on a CO line waits in a queue with nobody ready, keys the callback key, hears
+the confirmation beeps and is released; an agent becomes ready, their phone rings and is
+answered, the customer's number is dialled on the CO trunk and the far side answers (a
+polarity reversal, cardd's answer_on_polarity): only then is the callback completed. A
+customer who is busy: the attempt counts as failed, the entry comes back after
+callback_retry_s, and with no attempts left it is given up. A caller overflowing to
+voicemail hears the beep, speaks, keys '#', and the queue log holds the message's WAV.
+"""
+import json
+import os
+import time
+
+import pytest
+
+from drivers.media.audiofile import read_8k_mono
+from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, tone_dbm0, wait
+from tests.e2e.test_acd_calls import Watch, story, until
+
+CARDD_TOML = """
+[node]
+name = "node1"
+run_dir = "run"
+
+[backend]
+type = "sim"
+endpoint = "ipc://run/ctisim-cards.sock"
+
+[bus]
+events = "ipc://run/cardd-events.sock"
+commands = "ipc://run/cardd-commands.sock"
+
+[media]
+law = "alaw"
+tone_plan = "cn"
+
+[[span]]
+span = 1
+name = "analog-card-1"
+kind = "analog"
+
+[[channels]]
+channels = "1-4"
+span = 1
+port = "fxs"
+callerid = "fsk"
+
+[[channels]]
+channels = "5-6"
+span = 1
+port = "fxo"
+callerid = "fsk"
+busy_detect = true
+answer_on_polarity = true
+"""
+
+# Line 5 (group co, 12345) takes the hotline's callers and dials its callbacks; line 6
+# (group co2, 12347) reaches the voicemail queue.
+CTID_TOML = CTID_SECURE_HEAD + """
+[[trunk_group]]
+name = "co"
+channels = "node1/5"
+number = "12345"
+
+[[trunk_group]]
+name = "co2"
+channels = "node1/6"
+number = "12347"
+
+[[route]]
+match = "12345"
+to = "queue:hotline"
+source = "trunk"
+
+[[route]]
+match = "12347"
+to = "queue:vm"
+source = "trunk"
+
+[acd]
+announce = "tones"
+figures_every_s = 1
+reconcile_every_s = 2
+
+[[queue]]
+name = "hotline"
+members = ["1001"]
+wrapup_s = 1
+rona_s = 10
+announce = false
+callback_key = "1"
+callback_trunk = "co"
+callback_retries = 1
+callback_retry_s = 2
+
+[[queue]]
+name = "vm"
+members = ["1002"]
+announce = false
+overflow = ["wait>=1:voicemail:300"]
+
+[[agent]]
+id = "1001"
+name = "Li Na"
+extension = "8001"
+
+[[agent]]
+id = "1002"
+name = "Wang Wei"
+extension = "8002"
+"""
+
+CLIENTS = {"admin": 'role = "admin"\n', "watcher": 'role = "observer"\n'}
+LINE = 5                 # the hotline's CO line
+VM_LINE = 6
+
+
+class CallbackStack(Stack):
+    def __init__(self, d):
+        with open(f"{d}/cardd-source.toml", "w") as f:
+            f.write(CARDD_TOML)
+        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
+        self.last_seq = 0
+
+    def agent(self, agent, action, device="", reason=""):
+        from hotline_proto import cti_pb2
+        r = self.client("admin").request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
+            agent=agent, action=action, device=device, reason=reason)), timeout_s=10)
+        assert r.ok, f"{action} {agent}: {r.error}"
+        self.last_seq = max(self.last_seq, r.seq)
+        return r
+
+    def mark(self):
+        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
+        return max(self.watch.mark(), self.last_seq)
+
+    def figures(self):
+        s = self.agent("", "status", device="queue:hotline").status
+        return tuple(int(s[f"callbacks_{k}"]) for k in
+                     ("requested", "completed", "failed", "abandoned", "pending"))
+
+    def far_side(self, number, **plan):
+        """How the exchange behind the CO line treats a call to `number`."""
+        full = self.do(LINE, "_plan", raw=plan)
+        plans = self.get(LINE, "plans") or {}
+        self.sim("set", channel=LINE, attr="plans", value={**plans, number: full})
+
+    def queue_log(self, event):
+        from ctid.storage import Store
+        store = Store(f"sqlite:///{self.d}/run/hotline.db")
+        try:
+            rows = [r for r in store.rows("queue_log") if r["event"] == event]
+        finally:
+            store.close()
+        for r in rows:
+            if isinstance(r["data"], str):
+                r["data"] = json.loads(r["data"])
+        return rows
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = CallbackStack(str(tmp_path_factory.mktemp("acd-callbacks-e2e")))
+    s.start()
+    try:
+        watcher = s.client("watcher")
+        ready(s, watcher, limit=40)
+        s.watch = Watch(watcher)
+        wait(lambda: watcher.last_heartbeat, "the subscription", s)
+        for ch in (1, 2, 3, 4):                   # agents answer 0.5 s into the first ring
+            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
+        s.agent("1001", "login", device="ext:8001", reason="not_ready")
+        yield s
+    finally:
+        s.stop()
+
+
+def register_callback(stack, caller):
+    """A caller on the CO line queues, keys 1, hears the confirmation and is released."""
+    mark = stack.mark()
+    stack.sim("record", channels=[LINE])
+    stack.do(LINE, "ring", caller_id=caller)
+    queued = until(stack, mark, "Queued", device="queue:hotline", limit=20)
+    call = queued.call_id
+    assert queued.calling == caller
+    wait(lambda: stack.get(LINE, "state") == "connected", "the caller's line answered", stack)
+    stack.do(LINE, "press", digits="1")
+    reg = until(stack, mark, "CallbackRegistered", call_id=call)
+    assert reg.device == "queue:hotline" and reg.data["callback_number"] == caller
+    until(stack, mark, "CallCleared", call_id=call, what="the caller released")
+    wait(lambda: stack.get(LINE, "state") == "idle", "the CO line idle again", stack)
+    confirm = f"{stack.d}/run/acd/callback-confirm.wav"
+    heard = stack.sim("measure", channel=LINE, args={"file": confirm})
+    assert heard["prompt_at"] >= 0, "the caller did not hear the confirmation beeps"
+    return call, mark
+
+
+def test_a_callback_is_dialled_when_an_agent_answers_and_completed_when_the_customer_does(stack):
+    caller = "13911112222"
+    stack.far_side(caller, answer=True, after=1.0, polarity=True)
+    entry, mark = register_callback(stack, caller)
+    assert stack.figures() == (1, 0, 0, 0, 1)
+
+    stack.agent("1001", "ready")
+    delivered = until(stack, mark, "Delivered", device="ext:8001")
+    back = delivered.call_id                         # the call back: a call of its own
+    assert back != entry and delivered.data["callback"] == entry
+    assert delivered.data["callback_number"] == caller and delivered.agent == "1001"
+    until(stack, mark, "Established", call_id=back, device="trunk:node1/5",
+          what="the customer answering")
+    assert stack.figures() == (1, 1, 0, 0, 0)
+    assert stack.get(LINE, "state") == "connected" and stack.get(LINE, "digits") == caller
+    assert story(stack, mark, back, ["1001"])[:9] == [
+        ("AgentReady", "1001:ready"), ("AgentBusy", "1001:reserved"), ("Delivered", "ext:8001"),
+        ("AgentBusy", "1001:ringing"), ("Established", "ext:8001"),
+        ("AgentBusy", "1001:busy"), ("Originated", "ext:8001"),
+        ("Delivered", "trunk:node1/5"), ("Established", "trunk:node1/5")]
+    names = [e.name for e in stack.watch.since(mark)]
+    assert names.index("CallbackRegistered") < names.index("Originated")
+
+    stack.do(1, "on_hook")                           # the agent ends the call
+    until(stack, mark, "CallCleared", call_id=back)
+    wait(lambda: stack.get(LINE, "state") == "idle", "the CO line released", stack)
+    until(stack, mark, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
+    wait(lambda: [r["data"]["attempt"] for r in stack.queue_log("CALLBACK_CONNECT")] == [1],
+         "CALLBACK_CONNECT in the queue log", stack, limit=10)
+
+
+def test_a_busy_customer_is_retried_then_given_up_and_never_counted_completed(stack):
+    caller = "13922223333"
+    stack.far_side(caller, busy=True)
+    stack.agent("1001", "not_ready")
+    entry, mark = register_callback(stack, caller)
+    assert stack.figures() == (2, 1, 0, 0, 1)
+    stack.agent("1001", "ready")
+
+    first = until(stack, mark, "Delivered", device="ext:8001").call_id
+    until(stack, mark, "CallCleared", call_id=first, what="the busy attempt ending")
+    stack.do(1, "on_hook")                           # the agent hears it drop and hangs up
+    assert stack.figures() == (2, 1, 1, 0, 1)        # failed, pending: not completed
+    m2 = stack.mark()
+    second = until(stack, m2, "Delivered", device="ext:8001", limit=15,
+                   what="the retry ringing the agent")
+    assert second.data["callback"] == entry and second.data["callback_attempt"] == "2"
+    until(stack, m2, "CallCleared", call_id=second.call_id, what="the second busy attempt")
+    stack.do(1, "on_hook")
+    assert stack.figures() == (2, 1, 2, 1, 0)        # no attempts left: given up
+
+    def logged():
+        retry = [r for r in stack.queue_log("CALLBACK_RETRY") if r["call"] == entry]
+        gone = [r for r in stack.queue_log("CALLBACK_ABANDONED") if r["call"] == entry]
+        return retry and gone and (retry, gone)
+    retry, gone = wait(logged, "CALLBACK_RETRY and CALLBACK_ABANDONED in the queue log", stack)
+    assert [r["data"]["attempt"] for r in retry] == [2] and gone[0]["data"]["attempts"] == 2
+    failed = [r for r in stack.queue_log("CALLBACK_FAILED") if r["call"] == entry]
+    assert [r["data"]["attempt"] for r in failed] == [1, 2]
+    assert all("cleared" in r["data"]["reason"] for r in failed)
+    assert retry[0]["time"] - failed[0]["time"] < 0.5
+    # the retry waited callback_retry_s (2 s) before it reached the agent again
+    assert second.time - failed[0]["time"] >= 2.0
+
+
+def test_a_caller_overflowing_to_voicemail_leaves_a_message_in_a_wav_file(stack):
+    mark = stack.mark()
+    stack.sim("record", channels=[VM_LINE])
+    stack.do(VM_LINE, "ring", caller_id="13733334444")
+    queued = until(stack, mark, "Queued", device="queue:vm", limit=20)
+    call = queued.call_id
+    diverted = until(stack, mark, "Diverted", call_id=call)
+    assert diverted.reason == "overflow (wait) to voicemail:300"
+
+    def beeped():
+        return stack.sim("measure", channel=VM_LINE, args={"hz": 1000.0, "last_s": 0.3}
+                         )["tone_dbm0"] > -25.0
+    wait(beeped, "the caller hearing the beep", stack, limit=10, step=0.05)
+    wait(lambda: not beeped(), "the beep over", stack, limit=5, step=0.05)
+    stack.sim("talk", channel=VM_LINE, hz=600.0, seconds=2.0, level_dbm0=-12.0)
+    time.sleep(2.3)
+    stack.do(VM_LINE, "press", digits="#")
+    until(stack, mark, "CallCleared", call_id=call, what="the line cleared after '#'")
+
+    rows = wait(lambda: [r for r in stack.queue_log("VOICEMAIL") if r["call"] == call],
+                "VOICEMAIL in the queue log", stack, limit=10)
+    data = rows[0]["data"]
+    assert data["mailbox"] == "300" and data["ok"] is True
+    path = data["path"] if os.path.isabs(data["path"]) else f"{stack.d}/run/{data['path']}"
+    assert os.path.isfile(path), path
+    with open(path, "rb") as f:
+        assert f.read(4) == b"RIFF" and f.read(8)[4:] == b"WAVE"
+    pcm = read_8k_mono(path)                         # the law-coded file, decoded
+    rate = 8000
+    seconds = pcm.size / rate
+    assert 1.8 <= seconds <= 4.5, seconds            # the 2 s spoken, not the beep or '#'
+    assert abs(seconds - data["duration_s"]) < 0.3, (seconds, data["duration_s"])
+    assert tone_dbm0(pcm, 600.0, rate) > -20.0       # what the caller said is in it
