@@ -49,7 +49,7 @@ class QueueConfig:
     boost_s: float = 0.0               # head start against other queues an agent serves
     care_line: bool = False
     default_aht_s: float = 180.0       # expected-wait estimate before any call was handled
-    callback_retries: int = 2          # further attempts after a callback's customer was not reached
+    callback_retries: int = 2          # further attempts when the customer was not reached
     callback_retry_s: float = 300.0    # pause before the entry waits for an agent again
 
     def __post_init__(self):

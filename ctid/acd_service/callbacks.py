@@ -116,7 +116,8 @@ class Callbacks:
         ev = model.ring(out, call, dev, now, caller_id=a.number) if dev is not None else None
         if ev is None:
             del model.calls[call.id]
-            log.info("agent %s: %s cannot ring for a callback: ring no answer", a.agent, a.extension)
+            log.info("agent %s: %s cannot ring for a callback: ring no answer",
+                     a.agent, a.extension)
             return svc.acd.agent_no_answer(a.agent, a.call, now)
         ev.agent = a.agent
         self.placing[call.id] = Placing(call.id, a.call, a.agent, dev.id, a.number, trunk,

@@ -12,6 +12,7 @@ voicemail hears the beep, speaks, keys '#', and the queue log holds the message'
 import json
 import os
 import time
+import urllib.request
 
 import pytest
 
@@ -260,6 +261,11 @@ def test_a_busy_customer_is_retried_then_given_up_and_never_counted_completed(st
     assert retry[0]["time"] - failed[0]["time"] < 0.5
     # the retry waited callback_retry_s (2 s) before it reached the agent again
     assert second.time - failed[0]["time"] >= 2.0
+    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics",
+                                  timeout=5).read().decode()
+    for outcome, n in (("requested", 2), ("completed", 1), ("failed", 2), ("abandoned", 1)):
+        assert (f'hotline_ctid_acd_queue_events_total{{event="callback_{outcome}",'
+                f'queue="hotline"}} {n}.0') in text, outcome
 
 
 def test_a_caller_overflowing_to_voicemail_leaves_a_message_in_a_wav_file(stack):
