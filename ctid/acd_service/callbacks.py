@@ -9,7 +9,8 @@ and from then on it is an ordinary queue call (call_ended when it clears).
 
 Not reached -> callback_failed(reason): no callback_trunk, the dial failed (no free
 trunk, Failed), the customer's side cleared before answering (busy, rejected), the agent
-hung up first, or no answer within DIAL_TIMEOUT_S. The ACD releases the agent (wrap-up)
+hung up first, or no answer within the queue's callback_dial_timeout_s (default
+DIAL_TIMEOUT_S). The ACD releases the agent (wrap-up)
 and, with attempts left (callback_retries), brings the entry back after callback_retry_s
 as a new CallbackDue in its old place; otherwise it is given up (CALLBACK_ABANDONED).
 
@@ -34,7 +35,7 @@ log = logging.getLogger("ctid.acd")
 CAUSE_NORMAL = 16
 CONFIRM_BEEPS = 3                # the callback confirmation (three short beeps)
 GOODBYE_LIMIT_S = 30.0           # a confirmation never reported done: clear anyway
-DIAL_TIMEOUT_S = 45.0            # the customer not answering by then: a failed attempt
+DIAL_TIMEOUT_S = 45.0            # default callback_dial_timeout_s: no answer by then, failed
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ class Placing:
     phase: str = "ringing"       # ringing -> dialling -> connected (or failed, done)
     trunk: str = ""              # the trunk channel device dialling the customer
     dial_deadline: float | None = None
+    dial_timeout_s: float = DIAL_TIMEOUT_S   # the queue's callback_dial_timeout_s
 
 
 class Callbacks:
@@ -120,8 +122,9 @@ class Callbacks:
                      a.agent, a.extension)
             return svc.acd.agent_no_answer(a.agent, a.call, now)
         ev.agent = a.agent
+        timeout = svc.settings.callback_dial_timeout_s.get(a.queue, self.dial_timeout_s)
         self.placing[call.id] = Placing(call.id, a.call, a.agent, dev.id, a.number, trunk,
-                                        a.attempt)
+                                        a.attempt, dial_timeout_s=timeout)
         from .service import Offer
         svc.offers[a.agent] = Offer(a.agent, call.id, dev.id)     # RONA stops the ringing
         return svc.acd.agent_ringing(a.agent, a.call, now)
@@ -145,7 +148,7 @@ class Callbacks:
             if call is None:
                 return
             agent_dev = model.devices[pl.device]
-            pl.dial_deadline = now + self.dial_timeout_s
+            pl.dial_deadline = now + pl.dial_timeout_s
             model.event(out, "Originated", call, now, device=pl.device, agent=pl.agent)
             model.deliver(out, call, agent_dev, f"trunk:{pl.trunk_group}", pl.number, now,
                           caller_id=agent_dev.number)
@@ -189,7 +192,7 @@ class Callbacks:
         """The dial timeout: the customer did not answer in time."""
         for pl in [p for p in self.placing.values() if p.phase == "dialling"
                    and p.dial_deadline is not None and now >= p.dial_deadline]:
-            self._failed(model, out, pl, now, f"no answer in {self.dial_timeout_s:g} s")
+            self._failed(model, out, pl, now, f"no answer in {pl.dial_timeout_s:g} s")
             call = model.calls.get(pl.call_id)
             if call is not None:
                 model.clear_call(out, call, CAUSE_NORMAL, now)

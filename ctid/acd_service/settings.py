@@ -19,6 +19,7 @@ file (every problem names the file, the line and the key; unknown keys are error
                                 # and by callback overflow targets)
     callback_retries = 2        # further attempts when the customer was not reached
     callback_retry_s = 300      # the pause before such an attempt waits for an agent again
+    callback_dial_timeout_s = 45  # a callback the customer has not answered by then failed
 
     [[agent]]
     id = "1001"
@@ -48,6 +49,8 @@ class AcdSettings:
     reconcile_grace_s: float = 5.0
     # queue name -> (callback key or "", trunk group callbacks are dialled on)
     callbacks: dict = dataclasses.field(default_factory=dict)
+    # queue name -> seconds a dialled callback may ring unanswered (callback_dial_timeout_s)
+    callback_dial_timeout_s: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -102,6 +105,7 @@ def _fields():
              "callback_trunk": Field(str, ""),
              "callback_retries": Field(int, 2, check=_not_negative),
              "callback_retry_s": Field(num, 300.0, check=_not_negative),
+             "callback_dial_timeout_s": Field(num, 45.0, check=_positive),
              "sl_threshold_s": Field(num, 20.0, check=_not_negative),
              "announce": Field(bool, True),
              "announce_first_s": Field(num, 30.0, check=_not_negative),
@@ -181,6 +185,7 @@ def build(b) -> None:
                     line = c.map.value_line("queue", i, "members", f'"{m}"')
                     raise c.problem("queue", i, "members", f"{m!r} is not an [[agent]] id", line)
             key, trunk = v.pop("callback_key"), v.pop("callback_trunk")
+            dial_timeout = float(v.pop("callback_dial_timeout_s"))
             if key and not trunk:
                 raise c.problem("queue", i, "callback_key", "a callback key needs "
                                 "callback_trunk, the trunk group to dial callbacks on")
@@ -207,6 +212,7 @@ def build(b) -> None:
         cfg.queues.append(q)
         if key or trunk:
             cfg.acd.callbacks[q.name] = (key, trunk)
+        cfg.acd.callback_dial_timeout_s[q.name] = dial_timeout
 
 
 def _skills(skills, what):
