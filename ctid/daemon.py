@@ -68,6 +68,11 @@ class ModelService:
         acd = self.model.services.get("queue")
         return acd.agent_queues(agent_id) if hasattr(acd, "agent_queues") else ()
 
+    def agent_phones(self) -> dict[str, tuple[str, ...]]:
+        """Each ACD agent's phones ({} without an ACD): what a queue-scoped Snapshot shows."""
+        acd = self.model.services.get("queue")
+        return acd.agent_phones() if hasattr(acd, "agent_phones") else {}
+
     def status(self) -> dict[str, str]:
         m = self.model
         st = {"calls": str(len(m.calls)), "devices": str(len(m.devices)),
@@ -88,6 +93,8 @@ class Ctid:
         self.acd = AcdService.from_config(cfg, store=store, registry=self.metrics.registry)
         if self.acd is not None:
             self.acd.attach(self.model)
+            # the ACD starts (restores, offers) once each cardd node is resynchronised
+            self.acd.in_step = lambda node: node in self.links and not self.links[node].seq.syncing
         self.ivr = None
         if cfg.ivr is not None:                       # "ivr:FLOW" targets; the model's tick
             import ivr.ctid_service                   # drives the IVR's timers

@@ -94,6 +94,7 @@ VOICEMAIL_MAX_S = 120.0          # longest message a queue's voicemail records
 VOICEMAIL_SILENCE_S = 5.0        # silence that ends a message
 RECORD_LIMIT_S = VOICEMAIL_MAX_S + 15.0   # no RecordDone by then: clear anyway
 GAUGES_EVERY_S = 1.0
+CARDD_WAIT_LIMIT_S = 30.0        # at start: a cardd node not in step by then is given up on
 # What each supervise mode is in the conference.
 SUPERVISE_MIX = {"listen": "listen", "whisper": "whisper", "barge": "talk"}
 AGENT_ACTIONS = ("login", "logout", "ready", "not_ready", "force_state", "supervise", "status")
@@ -119,6 +120,7 @@ class QueuedCall:
     hangup_at: float | None = None
     recording: str = ""          # the voicemail mailbox being recorded to
     callback: bool = False       # released with a callback entry kept in the ACD
+    resumed: bool = False        # filed again after a ctid restart: the old prompt may end
 
 
 @dataclasses.dataclass
@@ -176,6 +178,10 @@ class AcdService:
         self._next_gauges: float | None = None
         self._fault_logged = -math.inf
         self.state_file: StateFile | None = None    # agents and callbacks across a restart
+        # node -> cardd resynchronised since ctid started (the daemon's links); None: in
+        # step (no cardd behind, as in tests). The ACD starts once its nodes are in step.
+        self.in_step = None
+        self._waiting_since: float | None = None
 
     # ---- set-up ---------------------------------------------------------------------------
     @classmethod
@@ -217,6 +223,18 @@ class AcdService:
         The CTI server scopes supervisors by queue with it."""
         a = self.acd.agents.get(agent_id)
         return tuple(sorted(a.memberships)) if a is not None else ()
+
+    def agent_phones(self) -> dict[str, tuple[str, ...]]:
+        """Each agent's phones: where they are logged in and their configured extension.
+        A queue-scoped CTI key's Snapshot shows the phones of the agents it oversees."""
+        phones = {}
+        for aid, a in self.acd.agents.items():
+            seat = self.agent_settings.get(aid)
+            devs = {a.extension} if a.extension else set()
+            if seat is not None and seat.extension:
+                devs.add(f"ext:{seat.extension}")
+            phones[aid] = tuple(sorted(devs))
+        return phones
 
     def _now(self, now: float) -> float:
         """ctid's clock, never behind what the ACD has seen (a wall clock may step back)."""
@@ -313,6 +331,10 @@ class AcdService:
                 return True
             return False
         if kind == "prompt_done":
+            if st.resumed:              # the prompt cardd played before ctid's restart,
+                st.resumed = False      # replaced by the music restarted since: not ours
+                if event.prompt_done.interrupted and st.playing == 1:
+                    return True
             st.playing = max(0, st.playing - 1)
             if st.playing == 0:
                 self._prompts_over(model, out, st, self._now(now))
@@ -407,11 +429,11 @@ class AcdService:
 
     def _tick(self, model: CallModel, out: Out, now: float) -> None:
         if not self._started:
+            if not self._cardd_in_step(model, now):
+                return                  # nothing offered, placed nor saved before cardd is
             self._started = True
             if self.state_file is not None:     # before auto login: the saved state wins
-                self._apply(model, out, self.state_file.restore(
-                    self.acd, now, lambda ext: getattr(model.devices.get(ext), "type", None)
-                    == DeviceType.EXTENSION), now)
+                self._restore(model, out, now)
             self._auto_login(model, out, now)
             self._next_reconcile = now + self.settings.reconcile_every_s
             self._next_gauges = now
@@ -431,8 +453,59 @@ class AcdService:
             self._next_gauges = now + GAUGES_EVERY_S
             for name in self.acd.queues:
                 self.metrics.figures(self.acd.queue_figures(name, now))
-        if self.state_file is not None:
-            self.state_file.save(self.acd, now)     # only when it changed
+        if self.state_file is not None:         # only when it changed
+            self.state_file.save(self.acd, now, {cid: st.caller for cid, st in self.calls.items()
+                                                 if not st.agent and not st.leaving})
+
+    def _cardd_in_step(self, model: CallModel, now: float) -> bool:
+        """Every cardd node with the ACD's phones or trunks resynchronised since the start
+        (a ring or a dial before would fail: ring no answer for a restored agent). A node
+        still out of step after CARDD_WAIT_LIMIT_S is given up on, said once."""
+        if self.in_step is None:
+            return True
+        nodes = {d.channel.node for d in model.devices.values() if d.channel is not None
+                 and d.type in (DeviceType.EXTENSION, DeviceType.TRUNK)}
+        behind = sorted(n for n in nodes if not self.in_step(n))
+        if not behind:
+            return True
+        if self._waiting_since is None:
+            self._waiting_since = now
+            log.info("ACD waits for cardd %s to be in step before it starts", ", ".join(behind))
+        if now - self._waiting_since < CARDD_WAIT_LIMIT_S:
+            return False
+        log.warning("ACD starts with cardd %s not in step after %.0f s: rings there fail",
+                    ", ".join(behind), CARDD_WAIT_LIMIT_S)
+        return True
+
+    def _restore(self, model: CallModel, out: Out, now: float) -> None:
+        """The saved state back: statistics, callbacks, waiting callers (on the lines cardd
+        still holds, rebuilt by the resync), then agents; their actions carried out."""
+        found: dict[str, QueuedCall] = {}
+
+        def line(entry) -> str | None:
+            dev = model.devices.get(entry["line"])
+            party = model.parties.get(entry["line"]) if dev is not None else None
+            call = model.calls.get(party.call_id) if party is not None and party.call_id else None
+            if call is None or call.id in self.calls or call.id in found:
+                return None
+            live = [d for d, c in call.connections.items() if c.state != ConnState.NULL]
+            conn = call.connection(dev.id)
+            if live != [dev.id] or conn.state != ConnState.CONNECTED:
+                return None             # the line is on some other call now
+            found[call.id] = QueuedCall(call.id, dev.id, entry["queue"], resumed=True)
+            call.data.update({str(k): str(v) for k, v in (entry.get("data") or {}).items()})
+            call.data["queue"] = entry["queue"]
+            if dev.type == DeviceType.TRUNK:
+                call.data["answered_trunk"] = dev.id
+            return call.id
+
+        acts = self.state_file.restore(
+            self.acd, now, lambda ext: getattr(model.devices.get(ext), "type", None)
+            == DeviceType.EXTENSION, line)
+        for cid, st in found.items():       # before the actions: music and Queued need them
+            if cid in self.acd.calls:
+                self.calls[cid] = st
+        self._apply(model, out, acts, now)
 
     def request(self, model: CallModel, out: Out, kind: str, body, now: float):
         now = self._now(now)

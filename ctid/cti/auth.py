@@ -466,9 +466,11 @@ class Authorizer:
     """
 
     def __init__(self, call_devices: Callable[[str], list[str] | None],
-                 agent_queues: Callable[[str], tuple[str, ...]] | None = None):
+                 agent_queues: Callable[[str], tuple[str, ...]] | None = None,
+                 agent_phones: Callable[[], dict[str, tuple[str, ...]]] | None = None):
         self.call_devices = call_devices
         self.agent_queues = agent_queues
+        self.agent_phones = agent_phones     # agent id -> its phones (seat, configured)
 
     def check(self, client: Client, req: cti_pb2.Request) -> None:
         kind = req.WhichOneof("kind")
@@ -550,12 +552,34 @@ class Authorizer:
     def changes(req: cti_pb2.Request) -> bool:
         return REQUESTS.get(req.WhichOneof("kind"), (True, None))[0]
 
-    @staticmethod
-    def filter_snapshot(client: Client, devices: list, calls: list) -> tuple[list, list]:
-        """Only what the client's scope covers (admin: everything)."""
+    def _overseen(self, client: Client) -> set[str]:
+        """Devices a client sees beyond its `devices`: the phones of the agents in its scope
+        (named, or members of its queues) and, for a queue-scoped key, queue:NAME devices."""
+        extra: set[str] = set()
+        if self.agent_phones is not None and (client.scope.agents or client.scope.queues):
+            try:
+                phones = self.agent_phones()
+            except Exception:       # a fault there only narrows the view to `devices`
+                log.exception("agent_phones() failed")
+                phones = {}
+            for agent_id, devs in phones.items():
+                if self.agent_in_scope(client, agent_id):
+                    extra.update(devs)
+        return extra
+
+    def filter_snapshot(self, client: Client, devices: list, calls: list) -> tuple[list, list]:
+        """Only what the client's scope covers (admin: everything): its devices, the phones
+        of the agents it oversees, its queues' devices, and the calls on any of them."""
         if client.unrestricted:
             return devices, calls
         scope = client.scope
-        devices = [d for d in devices if scope.device(d.id)]
-        calls = [c for c in calls if any(scope.device(x.device) for x in c.connections)]
+        extra = self._overseen(client)
+        queues = client.role != "agent" and bool(scope.queues)
+
+        def seen(dev_id: str) -> bool:
+            return scope.device(dev_id) or dev_id in extra or \
+                (queues and dev_id.startswith("queue:") and scope.queue(dev_id[len("queue:"):]))
+
+        devices = [d for d in devices if seen(d.id)]
+        calls = [c for c in calls if any(seen(x.device) for x in c.connections)]
         return devices, calls

@@ -51,7 +51,8 @@ class Service(Protocol):
     def status(self) -> dict[str, str]: ...
 
     # Optional: agent_queues(agent_id) -> the queues the agent is a member of (() without
-    # an ACD); a key scoped by queues then covers their members (Authorizer).
+    # an ACD); a key scoped by queues then covers their members (Authorizer). And
+    # agent_phones() -> {agent id: its extension devices}: such a key's Snapshot shows them.
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ class CtiServer:
         self.clock = clock
         self.seq = 0
         self.retention = Retention(settings.retain)
-        self.authorizer = Authorizer(service.call_devices, getattr(service, "agent_queues", None))
+        self.authorizer = Authorizer(service.call_devices, getattr(service, "agent_queues", None),
+                                     getattr(service, "agent_phones", None))
         self.keys: KeyStore | None = None
         self.zap: ZapHandler | None = None
         self.curve = False

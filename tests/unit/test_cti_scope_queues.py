@@ -165,3 +165,41 @@ def test_without_an_acd_a_queue_scope_covers_no_agent():
     with pytest.raises(Refused, match="a member of no queue, not of hotline"):
         Authorizer(service.call_devices, service.agent_queues).check(
             lead, agent_req("1001", "force_state", reason="ready"))
+
+
+def snapshot(c):
+    r = c.request(cti_pb2.Request(snapshot=cti_pb2.Snapshot()))
+    assert r.ok, r.error
+    return sorted(d.id for d in r.devices), sorted(
+        tuple(sorted(x.device for x in call.connections)) for call in r.calls)
+
+
+def test_a_queue_scoped_snapshot_shows_its_devices_its_agents_phones_and_queues(stack):
+    client, acd, in_server, _ = stack
+    m = acd.model
+
+    def calls():
+        from ctid.model.calls import ConnState
+        for devs in (("ext:8002", "ext:8004"), ("ext:8004",), ("queue:hotline",),
+                     ("queue:backup",)):
+            call = m.new_call(0.0, calling="13800138000")
+            for dev in devs:
+                m.connect(call, dev, ConnState.CONNECTED if dev.startswith("ext:")
+                          else ConnState.QUEUED, 0.0, "caller")
+    in_server(calls)
+    # its own phone, the phones of hotline's members (configured: 8001, 8002), hotline's
+    # queue device, and the calls on any of them; not backup's 1003 at 8004, nor backup
+    assert snapshot(client("lead")) == (
+        ["ext:8001", "ext:8002", "ext:8003", "queue:hotline"],
+        [("ext:8002", "ext:8004"), ("queue:hotline",)])
+    assert snapshot(client("wallboard")) == (
+        ["ext:8001", "ext:8002", "queue:hotline"],
+        [("ext:8002", "ext:8004"), ("queue:hotline",)])
+    # agents named and queues add up; an agent key sees its own devices and agent only
+    assert snapshot(client("mixed-lead"))[0] == ["ext:8001", "ext:8002", "ext:8004",
+                                                 "queue:hotline"]
+    assert snapshot(client("agent1")) == (["ext:8001"], [])
+    # hot desking: 1001 logged in at 8004 brings that phone into the lead's view
+    in_server(lambda: acd.acd.agent_login("1001", "ext:8004", max(acd.acd.now, 0.0) + 1.0))
+    devices, shown = snapshot(client("lead"))
+    assert "ext:8004" in devices and ("ext:8004",) in shown and ("queue:backup",) not in shown
