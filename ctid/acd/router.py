@@ -983,6 +983,51 @@ class Acd:
         self._dispatch(q, now, acts)
         return acts
 
+    def restore_waiting(self, call_id, queue, caller, level, entered, now, *, arrived=None,
+                        pclass: str = "", data=None, front: bool = False) -> list:
+        """Put back a caller who was waiting (or ringing an agent: ``front``) in ``queue``
+        before a restart and whose line cardd still holds, as ``call_id`` (the call the
+        model rebuilt). Keyed by the original times, so it keeps its place, and its wait
+        timers count from ``entered``. Logged ENTERQUEUE with restored=True."""
+        _ident(call_id, "call id")
+        q = self._queue(queue)
+        if call_id in self.calls:
+            raise AcdError(f"call {call_id!r} is already in the ACD")
+        if not isinstance(caller, str):
+            raise AcdError(f"caller must be a string (a number), got {caller!r}")
+        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+            raise AcdError(f"priority level must be a whole number >= 0, got {level!r}")
+        if data is not None and not isinstance(data, dict):
+            raise AcdError(f"call data must be a dict, got {type(data).__name__}")
+        arrived = entered if arrived is None else arrived
+        for what, t in (("entered", entered), ("arrived", arrived)):
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t or t > now:
+                raise AcdError(f"{what} must be a time no later than now ({now}), got {t!r}")
+        now = self._clock(now)
+        call = Call(call_id, caller, dict(data or {}), level, pclass, arrived)
+        call.queue = q
+        call.entered = entered
+        cfg = q.cfg
+        key = queue_key(level, arrived, cfg.priority_step_s, cfg.boost_s, next(self._cseq), call_id)
+        call.key = (0,) + key[1:] if front else key
+        self.calls[call_id] = call
+        self._log(now, q.name, call_id, "", "ENTERQUEUE",
+                  {"caller": caller, "priority": level, "class": pclass, "restored": True,
+                   "entered": entered})
+        acts: list = []
+        self._wait(call, q, now, acts)
+        self._dispatch(q, now, acts)
+        return acts
+
+    def restore_lost(self, call_id, queue, entered, now, reason: str = "lost_in_restart") -> None:
+        """A caller saved as waiting whose line did not survive the restart: counted and
+        logged as an abandon (ABANDON with the reason), never filed."""
+        q = self._queue(queue)
+        now = self._clock(now)
+        q.stats.abandoned += 1
+        self._log(now, q.name, call_id, "", "ABANDON",
+                  {"reason": reason, "wait_s": max(0.0, now - entered)})
+
     # ---------------------------------------------------------- supervisor API
     def force_state(self, agent_id, state, now, by, reason: str = "") -> list:
         """A supervisor sets an agent to ready, not_ready or logged_off, whatever they do.

@@ -105,6 +105,27 @@ class QueueStats:
         self.callbacks_failed = 0          # attempts, so one entry may count several times
         self.callbacks_abandoned = 0
 
+    COUNTERS = ("period_start", "answered", "answered_within_sl", "abandoned", "overflowed",
+                "timed_out", "wait_answered_s", "handled", "talk_s", "acw_s",
+                "callbacks_requested", "callbacks_completed", "callbacks_failed",
+                "callbacks_abandoned", "aht_estimate")
+
+    def to_dict(self) -> dict:
+        """The period's figures (for the ACD's state file)."""
+        return {k: getattr(self, k) for k in self.COUNTERS}
+
+    def from_dict(self, d: dict) -> None:
+        """Continue the period `d` describes; ValueError names a bad counter (nothing set)."""
+        vals = {}
+        for k in self.COUNTERS:
+            v = d.get(k, getattr(self, k))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0 \
+                    or v == float("inf"):
+                raise ValueError(f"{k} must be a number >= 0, got {v!r}")
+            vals[k] = v if k.endswith("_s") or k in ("period_start", "aht_estimate") else int(v)
+        for k, v in vals.items():
+            setattr(self, k, v)
+
     @property
     def offered(self) -> int:
         return self.answered + self.abandoned + self.overflowed + self.timed_out

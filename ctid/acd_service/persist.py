@@ -5,11 +5,26 @@ knew. The state is a JSON document in ctid's run directory (run_dir/acd/state.js
 written atomically (temp file, fsync, rename) at the end of a service tick when it changed,
 and read at the first tick after start:
 
-    {"format": 1, "saved_at": T,
+    {"format": 2, "saved_at": T,
      "agents": [{"id", "extension", "softphone", "state": "ready"|"not_ready", "reason",
                  "login_at"}],
      "callbacks": [{"call", "queue", "number", "caller", "level", "class", "arrived",
-                    "entered", "front", "attempts", "data"}]}
+                    "entered", "front", "attempts", "data"}],
+     "waiting": [{"call", "line", "queue", "caller", "level", "class", "arrived", "entered",
+                  "front", "sticky_agent", "data"}],
+     "stats": {QUEUE: {"period_start", "answered", ... (QueueStats.COUNTERS)}}}
+
+Format 1 (no waiting, no stats) is still read. A waiting caller is found again after the
+restart by its line ("line": the caller's device, e.g. the trunk channel): the call model
+rebuilds that line's call from cardd, the service files it back in its queue (a new call
+id, the original entered time, so its place and wait timers are kept) and restarts its
+music. A caller that was ringing an agent is saved at the head of its queue (front); the
+agent's phone is stopped by the resync (cardd_link.reconcile hangs up an extension ringing
+for a call ctid does not know). A caller whose line is gone is counted as an abandon
+(ABANDON, reason lost_in_restart). A sticky caller comes back as a plain waiting caller.
+The queues' statistics of the period are saved too, so that the figures (service level,
+ASA, abandon rate, callbacks requested = completed + abandoned + pending) go on across a
+restart: the live ACD's period runs from its first start, a restart does not begin one.
 
 Times are seconds on ctid's clock (Unix time). An agent busy, ringing or in wrap-up is
 saved as ready (not ready when they asked for it meanwhile): the call itself is cardd's to
@@ -28,10 +43,12 @@ import time
 
 from ctid.acd import AcdError
 from ctid.acd.agent import LOGGED_OFF, NOT_READY, READY
+from ctid.acd.queue import OFFERED, STICKY, WAITING
 
 log = logging.getLogger("ctid.acd")
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)
 STATE_FILE = os.path.join("acd", "state.json")
 # Callback entries the customer is still owed a call for (see ctid.acd.queue).
 PENDING_CALLBACK = ("callback", "offered", "callback_retry")
@@ -43,8 +60,9 @@ class StateError(ValueError):
 
 
 # ---- the document ------------------------------------------------------------------------
-def snapshot(acd, login_at: dict[str, float]) -> dict:
-    """The durable part of `acd`, without the time it was taken."""
+def snapshot(acd, login_at: dict[str, float], lines: dict[str, str] | None = None) -> dict:
+    """The durable part of `acd`, without the time it was taken. `lines`: the waiting
+    callers' lines (call id -> the caller's device); a caller without one is not kept."""
     agents = []
     for a in sorted(acd.agents.values(), key=lambda a: a.seq):
         if a.state == LOGGED_OFF:
@@ -70,7 +88,20 @@ def snapshot(acd, login_at: dict[str, float]) -> dict:
             "front": c.state == "offered" or (key is not None and key[0] == 0),
             "attempts": getattr(c, "cb_attempts", 0),
             "data": {str(k): str(v) for k, v in (c.data or {}).items()}})
-    return {"format": FORMAT, "agents": agents, "callbacks": callbacks}
+    waiting = []
+    lines = lines or {}
+    entries = [c for c in acd.calls.values() if c.callback is None and c.id in lines
+               and c.state in (WAITING, OFFERED, STICKY)]
+    for c in sorted(entries, key=lambda c: (c.queue.name, c.key)):
+        waiting.append({
+            "call": c.id, "line": lines[c.id], "queue": c.queue.name, "caller": c.caller,
+            "level": c.level, "class": c.pclass or "", "arrived": c.arrived,
+            "entered": c.entered, "front": c.state == OFFERED or c.key[0] == 0,
+            "sticky_agent": c.sticky_agent or "",
+            "data": {str(k): str(v) for k, v in (c.data or {}).items()}})
+    stats = {name: q.stats.to_dict() for name, q in sorted(acd.queues.items())}
+    return {"format": FORMAT, "agents": agents, "callbacks": callbacks, "waiting": waiting,
+            "stats": stats}
 
 
 def _key(call):
@@ -93,11 +124,16 @@ def check(doc) -> dict:
     """`doc` as read from the file, checked; StateError names the first thing wrong."""
     if not isinstance(doc, dict):
         raise StateError(f"the document must be a JSON object, got {type(doc).__name__}")
-    if doc.get("format") != FORMAT:
-        raise StateError(f"format {doc.get('format')!r} is not {FORMAT} (this ctid's)")
+    if doc.get("format") not in READABLE:
+        raise StateError(f"format {doc.get('format')!r} is not one this ctid reads "
+                         f"({', '.join(map(str, READABLE))})")
     agents, callbacks = doc.get("agents", []), doc.get("callbacks", [])
-    if not isinstance(agents, list) or not isinstance(callbacks, list):
-        raise StateError("agents and callbacks must be lists")
+    waiting, stats = doc.get("waiting", []), doc.get("stats", {})
+    if not isinstance(agents, list) or not isinstance(callbacks, list) \
+            or not isinstance(waiting, list):
+        raise StateError("agents, callbacks and waiting must be lists")
+    if not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values()):
+        raise StateError("stats must be an object of objects (one per queue)")
     for i, a in enumerate(agents):
         w = f"agents[{i}]"
         if not isinstance(a, dict):
@@ -114,6 +150,20 @@ def check(doc) -> dict:
         if not isinstance(c, dict):
             raise StateError(f"{w} must be an object")
         for k in ("call", "queue", "number"):
+            _str(c.get(k), f"{w}.{k}")
+        _str(c.get("caller", ""), f"{w}.caller", empty=True)
+        level = c.get("level", 0)
+        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+            raise StateError(f"{w}.level must be a whole number >= 0, got {level!r}")
+        _num(c.get("entered"), f"{w}.entered")
+        _num(c.get("arrived", c.get("entered")), f"{w}.arrived")
+        if not isinstance(c.get("data", {}), dict):
+            raise StateError(f"{w}.data must be an object")
+    for i, c in enumerate(waiting):
+        w = f"waiting[{i}]"
+        if not isinstance(c, dict):
+            raise StateError(f"{w} must be an object")
+        for k in ("call", "line", "queue"):
             _str(c.get(k), f"{w}.{k}")
         _str(c.get("caller", ""), f"{w}.caller", empty=True)
         level = c.get("level", 0)
@@ -167,15 +217,16 @@ class StateFile:
                   "callback pending", self.path, what, moved)
         return None
 
-    def save(self, acd, now: float) -> bool:
-        """Write the state if it changed since the last write; True when written."""
+    def save(self, acd, now: float, lines: dict[str, str] | None = None) -> bool:
+        """Write the state if it changed since the last write; True when written.
+        `lines`: the waiting callers' lines (call id -> device), as snapshot() takes."""
         live = {a.id for a in acd.agents.values() if a.state != LOGGED_OFF}
         for aid in list(self.login_at):
             if aid not in live:
                 del self.login_at[aid]
         for aid in live:
             self.login_at.setdefault(aid, now)
-        body = snapshot(acd, self.login_at)
+        body = snapshot(acd, self.login_at, lines)
         if body == self._written:
             return False
         try:
@@ -190,12 +241,26 @@ class StateFile:
         self.writes += 1
         return True
 
-    def restore(self, acd, now: float, extension_ok=lambda ext: True) -> list:
-        """Put the saved agents and callbacks back into `acd` (freshly built); the actions."""
-        doc = self.load(now)
+    def restore(self, acd, now: float, extension_ok=lambda ext: True, line=None,
+                doc=None) -> list:
+        """Put the saved statistics, callbacks, waiting callers and agents back into `acd`
+        (freshly built); the actions. `line(entry)` gives the call id of a saved waiting
+        caller's line as rebuilt after the restart (entry["line"] is the device), or None
+        when the line is gone; without `line` no waiting caller is restored. `doc`: the
+        document if load() was already called."""
+        doc = self.load(now) if doc is None else doc
         if doc is None:
             return []
         acts: list = []
+        for name, d in doc.get("stats", {}).items():
+            q = acd.queues.get(name)
+            if q is None:
+                continue
+            try:
+                q.stats.from_dict(d)
+            except ValueError as e:
+                log.warning("ACD state: statistics of queue %s not restored: %s", name, e)
+        counted = "stats" in doc       # format 1: a restored entry starts this period's count
         # Callbacks first, with nobody ready yet, so that every entry is filed at its place
         # before an agent picks the best head.
         for c in doc["callbacks"]:
@@ -211,6 +276,31 @@ class StateFile:
                     front=bool(c.get("front")), attempts=int(c.get("attempts") or 0))
             except AcdError as e:
                 log.warning("ACD state: callback %s not restored: %s", c["call"], e)
+                continue
+            if not counted:
+                acd.queues[c["queue"]].stats.callbacks_requested += 1
+        restored_waiting = 0
+        for c in doc.get("waiting", []) if line is not None else ():
+            if c["queue"] not in acd.queues:
+                log.warning("ACD state: caller %s on %s skipped: queue %r is no longer "
+                            "configured", c["call"], c["line"], c["queue"])
+                continue
+            entered = min(c["entered"], now)
+            call_id = line(c)
+            if call_id is None:
+                log.info("ACD state: caller %s waiting in %s was lost in the restart (%s gone)",
+                         c["call"], c["queue"], c["line"])
+                acd.restore_lost(c["call"], c["queue"], entered, now)
+                continue
+            try:
+                acts += acd.restore_waiting(
+                    call_id, c["queue"], c.get("caller", ""), c.get("level", 0), entered, now,
+                    arrived=min(c.get("arrived", c["entered"]), now),
+                    pclass=c.get("class", ""), data=c.get("data") or {},
+                    front=bool(c.get("front")))
+                restored_waiting += 1
+            except AcdError as e:
+                log.warning("ACD state: caller %s not restored: %s", c["call"], e)
         for a in doc["agents"]:
             if a["id"] not in acd.agents:
                 log.warning("ACD state: agent %s skipped: no longer configured", a["id"])
@@ -229,8 +319,8 @@ class StateFile:
                 self.login_at[a["id"]] = min(float(a["login_at"]), now)
         n_agents = sum(a.state != LOGGED_OFF for a in acd.agents.values())
         n_cb = sum(c.callback is not None for c in acd.calls.values())
-        log.info("ACD state restored from %s: %d agents logged in, %d callbacks pending",
-                 self.path, n_agents, n_cb)
+        log.info("ACD state restored from %s: %d agents logged in, %d callbacks pending, "
+                 "%d callers waiting", self.path, n_agents, n_cb, restored_waiting)
         return acts
 
 

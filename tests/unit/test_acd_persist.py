@@ -54,7 +54,7 @@ def test_round_trip_agents_and_callbacks_come_back_in_their_places(tmp_path):
     assert sf.save(old, T0 + 20) is True
     assert sf.save(old, T0 + 20.1) is False            # unchanged: not written again
     doc = json.load(open(path))
-    assert doc["format"] == 1 and doc["saved_at"] == T0 + 20
+    assert doc["format"] == 2 and doc["saved_at"] == T0 + 20
     assert [(a["id"], a["extension"], a["state"], a["reason"]) for a in doc["agents"]] == [
         ("1001", "ext:8002", "not_ready", "lunch"), ("1002", "ext:8001", "not_ready", "meeting")]
     assert [c["call"] for c in doc["callbacks"]] == ["c1", "c2", "c3"]
@@ -116,7 +116,7 @@ def test_the_file_is_replaced_whole_or_not_at_all(tmp_path, caplog):
 
 def test_a_corrupt_file_is_put_aside_and_the_acd_starts_fresh(tmp_path, caplog):
     for text, what in (('{"format": 1, "agents": [', "Expecting value"),
-                       ('{"format": 7, "agents": []}', "format 7 is not 1"),
+                       ('{"format": 7, "agents": []}', "format 7 is not one this ctid reads"),
                        ('{"format": 1, "agents": [{"id": "1001", "extension": "ext:8001", '
                         '"state": "dancing"}]}', "agents[0].state must be ready or not_ready")):
         d = tmp_path / what.split()[0]
@@ -210,3 +210,130 @@ def test_the_service_saves_at_its_tick_and_a_new_ctid_restores_with_agent_events
         agent="1001", action="status")), T0 + 31)
     assert reply.status["agent_state"] == "not_ready" and reply.status["reason"] == "lunch"
     assert reply.status["device"] == "ext:8002"
+
+
+# ---- a restart with cardd behind: the gate, waiting callers, the period's figures ------------
+from ctid.cardd_link import reconcile                         # noqa: E402
+from ctid.model.calls import ConnState                        # noqa: E402
+from hotline_proto import cardd_pb2                           # noqa: E402
+from tests.unit.test_acd_service import Bench, agent_events, cmds, names   # noqa: E402
+
+CUSTOMER = "13911112222"
+
+
+class Restarted(Bench):
+    """A new ctid on the old run directory: the state file and the cardd gate are in place
+    before its first tick (Bench's own first tick is held back)."""
+
+    def __init__(self, tmp_path, in_step, **kw):
+        self.holding = True
+        super().__init__(tmp_path, callbacks={"hotline": ("", "co")}, **kw)
+        self.holding = False
+        self.svc.state_file = StateFile(str(tmp_path / "acd" / "state.json"))
+        self.svc.in_step = in_step
+        self.svc.acd.log.keep = True
+
+    def tick(self, t):
+        if self.holding:
+            return None
+        return super().tick(t)
+
+    def resync(self, t, connected=()):
+        """cardd's Status as ctid's link applies it: channels 1-6 idle but `connected`
+        (channel -> caller number: a line cardd still carries, unbridged)."""
+        chans = [cardd_pb2.Channel(channel=ch, in_service=True, state=cardd_pb2.IDLE)
+                 for ch in range(1, 7) if ch not in dict(connected)]
+        chans += [cardd_pb2.Channel(channel=ch, in_service=True, state=cardd_pb2.CONNECTED,
+                                    ani=ani, dnis="12345", call_id=f"cd-{ch}")
+                  for ch, ani in connected]
+        return self._take(reconcile(self.model, "node1", cardd_pb2.Reply(
+            ok=True, seq=100, channels=chans), self.at(t)))
+
+
+def test_a_restored_ready_agent_gets_the_callback_only_once_cardd_is_in_step(tmp_path):
+    old = Acd([QueueConfig("hotline", members=("1001", "1002"))])
+    for aid in ("1001", "1002"):
+        old.add_agent(aid)
+    old.agent_login("1001", "ext:8001", T0, ready=False)
+    old.call_arrived("c0", "hotline", CUSTOMER, None, None, T0 + 1)
+    old.request_callback("c0", None, T0 + 2)
+    old.set_ready("1001", T0 + 3)                  # the callback rings 1001: then the crash
+    assert old.calls["c0"].state == "offered"
+    StateFile(str(tmp_path / "acd" / "state.json")).save(old, T0 + 4)
+
+    in_step = [False]
+    b = Restarted(tmp_path, lambda node: in_step[0])
+    for t in (10, 11, 12):                         # cardd not resynchronised yet
+        out = b.tick(t)
+        assert out.commands == [] and out.events == []
+    assert b.svc.state_file.writes == 0            # the saved state is not overwritten
+    in_step[0] = True
+    out = b.tick(13)
+    ring = [c for _, c in out.commands if c.WhichOneof("kind") == "ring"]
+    assert [(c.channel, c.ring.caller_id) for c in ring] == [(1, CUSTOMER)]
+    assert ("AgentBusy", "ringing", "hotline") in agent_events(out.events, "1001")
+    assert not [e for e in agent_events(b.log, "1001") if e[1] == "not_ready" and e[2] == "rona"]
+    assert b.svc.acd.agents["1001"].state == "ringing"
+
+
+def test_a_node_never_in_step_holds_the_acd_for_a_while_only(tmp_path, caplog):
+    b = Restarted(tmp_path, lambda node: False)
+    assert agent_events(b.tick(1).events) == []
+    with caplog.at_level(logging.WARNING, logger="ctid.acd"):
+        out = b.tick(40)
+    assert "ACD starts with cardd node1 not in step" in caplog.text
+    assert ("AgentReady", "ready", "") in agent_events(out.events)     # auto login, at last
+
+
+def test_waiting_callers_keep_their_place_music_and_figures_across_a_restart(tmp_path):
+    old = Bench(tmp_path)
+    old.svc.state_file = StateFile(str(tmp_path / "acd" / "state.json"))
+    old.agent(1, "1001", "not_ready", reason="lunch")
+    old.agent(1, "1002", "not_ready", reason="meeting")
+    old.incoming(2, "13800138000")                  # waits on channel 5
+    old.incoming(3, "13900139000", channel=6)
+    old.hang_up(4, 6)                               # an abandon in this period
+    old.incoming(5, "13700137000", channel=6)       # waits on 6: the line will be gone
+    old.tick(6)
+    doc = json.load(open(tmp_path / "acd" / "state.json"))
+    assert [(w["line"], w["caller"], w["entered"]) for w in doc["waiting"]] == [
+        ("trunk:node1/5", "13800138000", T0 + 2), ("trunk:node1/6", "13700137000", T0 + 5)]
+    assert doc["stats"]["hotline"]["abandoned"] == 1
+
+    b = Restarted(tmp_path, lambda node: True)     # ctid killed; cardd kept line 5 up
+    b.resync(30, connected=[(5, "13800138000")])
+    out = b.tick(30)
+    queued = [e for e in out.events if e.name == "Queued"]
+    assert [(e.device, e.calling) for e in queued] == [("queue:hotline", "13800138000")]
+    call = queued[0].call_id
+    assert b.model.calls[call].connections["queue:hotline"].state == ConnState.QUEUED
+    assert (5, "play_prompt") in cmds(out)         # the music again
+    log_ = b.svc.acd.log.records
+    assert [(r.event, r.data.get("restored"), r.data.get("entered")) for r in log_
+            if r.event == "ENTERQUEUE"] == [("ENTERQUEUE", True, T0 + 2)]
+    assert [(r.event, r.data["reason"]) for r in log_ if r.event == "ABANDON"] == [
+        ("ABANDON", "lost_in_restart")]
+    f = b.svc.acd.queue_figures("hotline", b.now)
+    assert (f.waiting, f.abandoned, f.longest_wait_s) == (1, 2, 28.0)
+    # the music cardd played before the restart, cut by ours: no new play for it
+    assert cmds(b.ev(30.5, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))) == []
+    assert cmds(b.ev(48, 5, prompt_done=cardd_pb2.PromptDone())) == [(5, "play_prompt")]
+
+    b.agent(50, "1002", "ready")                   # 1002 logs in at start (login = true)
+    out = b.last
+    assert "Delivered" in names(out)
+    assert [(c.channel, c.ring.caller_id) for _, c in out.commands
+            if c.WhichOneof("kind") == "ring"] == [(2, "13800138000")]
+    out = b.answer(52, 2)
+    assert names(out)[:1] == ["Established"] and (2, "bridge") in cmds(out)
+    assert b.svc.acd.queue_figures("hotline", b.now).answered == 1
+
+
+def test_a_format_1_file_is_read_and_its_callbacks_count_as_requested(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"format": 1, "agents": [], "callbacks": [
+        {"call": "c9", "queue": "hotline", "number": CUSTOMER, "entered": T0}]}))
+    acd = make()
+    StateFile(str(path)).restore(acd, T0 + 5)
+    f = acd.queue_figures("hotline", T0 + 5)
+    assert (f.callbacks_requested, f.callbacks_pending) == (1, 1)
