@@ -56,8 +56,13 @@ consultation, a direct extension call, dialling out) is told to the ACD as it ha
 the reconciler does not take for drift; a consulted agent handed the ACD call by
 TransferCall is busy on it from then.
 
-Not carried out in this version: consulting a queue (ConsultationCall to a queue is
-refused; a queue takes blind transfers).
+An agent consulting a queue (ConsultationCall to queue:NAME or a number routed to one):
+the caller is held, the consultation leg waits in the queue as a caller does (music, then
+offered to an agent of the queue; answered: the two agents talk). TransferCall (the
+agent answered, or the leg still waits: a "blind after consult") -> the model keeps the consultation's call with the caller in it (the queue entry and its
+position, the answering agent busy on it), the consulting agent's ACD call ends in
+TRANSFER (wrap-up) and the entry logs TRANSFER_IN (from_call, from_queue, from_agent).
+ClearConnection of the consultation before an answer -> WITHDRAWN (not an abandon).
 """
 from __future__ import annotations
 
@@ -342,7 +347,7 @@ class AcdService:
         if not st.agent and not st.leaving:   # the caller leaves before an agent answered
             call = model.calls.get(st.call_id)
             if call is not None and not call.outcome:
-                call.outcome = "abandoned"
+                call.outcome = "withdrawn" if call.data.get("consultation_of") else "abandoned"
         return False
 
     def _digit(self, model, out, device: Device, st: QueuedCall, digit: str, now: float) -> bool:
@@ -739,7 +744,10 @@ class AcdService:
         st = self.calls.get(cid)
         if st is None:
             return
-        if e.name == "Established":
+        if e.name == "Transferred" and e.device == st.caller and e.secondary_call_id \
+                and e.data.get("transferred_from") == e.secondary_call_id:
+            self._consult_transferred(model, out, st, e, now)
+        elif e.name == "Established":
             agent = self._offer_at.get((cid, e.device))
             if agent is not None:
                 self._answered(model, out, st, agent, now)
@@ -752,7 +760,9 @@ class AcdService:
                 if a is not None and a.offered_call == cid:
                     self._apply(model, out, self.acd.agent_no_answer(agent, cid, now), now)
             elif e.device == st.caller and not st.agent and not st.leaving:
-                if cid in self.acd.calls:       # the caller left while waiting or offered
+                if cid in self.acd.calls and e.data.get("consultation_of"):
+                    self._withdraw(model, out, cid, now, f"consultation cleared by {e.device}")
+                elif cid in self.acd.calls:     # the caller left while waiting or offered
                     self._apply(model, out, self.acd.call_abandoned(cid, now), now)
                 call = model.calls.get(cid)
                 if call is not None:
@@ -833,6 +843,60 @@ class AcdService:
         st.playing, st.music = 0, False     # the caller's media was stopped on answer
         call.data["queue"] = queue
         self._queue_up(model, out, call, st, acts, now)
+
+    def _consult_transferred(self, model, out, st: QueuedCall, e, now: float) -> None:
+        """TransferCall of an agent's consultation of a queue: the held caller took the
+        consultation's place (the model kept its call: the queue's entry, its position,
+        an agent ringing or talking). The transferring agent's ACD call ends in a
+        TRANSFER (their wrap-up); TRANSFER_IN on the entry names where the caller came
+        from."""
+        old = e.secondary_call_id
+        call = model.calls.get(st.call_id)
+        prev = self.calls.pop(old, None)
+        data = {"from_call": old, "consultation_by": e.device}
+        entry = self.acd.calls.get(old)
+        if entry is not None:
+            data.update(from_queue=entry.queue.name, from_agent=entry.agent or "")
+            try:
+                acts = self.acd.call_transferred(old, now)
+            except AcdError as err:     # not connected there: it simply leaves the ACD
+                log.warning("call %s: transfer into %s: %s", old, st.call_id, err)
+                acts = self.acd.call_ended(old, now)
+            self._apply(model, out, acts, now)
+        caller = next((d for d, c in call.connections.items() if c.state != ConnState.NULL
+                       and d != st.agent_device and model.devices[d].channel is not None),
+                      None) if call is not None else None
+        st.caller = caller or (prev.caller if prev is not None else st.caller)
+        st.answering = False
+        mine = self.acd.calls.get(st.call_id)
+        if mine is not None and call is not None:
+            mine.caller = call.calling          # sticky agents and callbacks: the caller's
+        data["caller"] = call.calling if call is not None else ""
+        self.acd.log.append(now, st.queue, st.call_id, st.agent, "TRANSFER_IN", data)
+        st.playing = 0                          # the music was the consulting agent's
+        if not st.agent and st.music:
+            self._play_music(model, out, st)
+
+    def _withdraw(self, model, out, cid: str, now: float, reason: str) -> None:
+        """A consultation leg taken back from its queue before an agent answered: out of
+        the queue like an abandon (offers cancelled), but logged WITHDRAWN and not counted
+        as abandoned. (The ACD core has no withdrawal of its own: its abandon, relabelled.)"""
+        q = self.acd.calls[cid].queue
+        abandoned = q.stats.abandoned
+        log_ = self.acd.log
+        append = log_.append
+
+        def relabel(time, queue, call, agent, event, data=None):
+            if call == cid and event == "ABANDON":
+                event, data = "WITHDRAWN", {**(data or {}), "reason": reason}
+            append(time, queue, call, agent, event, data)
+        log_.append = relabel
+        try:
+            acts = self.acd.call_abandoned(cid, now)
+        finally:
+            del log_.append
+        q.stats.abandoned = abandoned
+        self._apply(model, out, acts, now)
 
     def channel_states(self, model: CallModel) -> dict[str, str]:
         """Each logged-in agent's phone as the reconciler wants it: idle, ringing, connected."""

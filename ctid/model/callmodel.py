@@ -649,21 +649,27 @@ class CallModel:
     def _req_consultation_call(self, out, r, now):
         held = self._call(r.call_id)
         dev = self._device(r.device)
-        d = self.dialplan.decide(r.called, self._when(now), source="extension", complete=True)
-        if d.kind != "route":           # refused before the hold: the call stays as it was
-            raise RequestError(f"no route for {r.called!r}")
-        if d.target.startswith("queue:"):
-            # The consultation leg would wait in the queue as a caller of its own, and
-            # TransferCall would leave the ACD holding it: a queue takes blind transfers.
-            raise RequestError(f"{r.called!r} goes to {d.target}: consulting a queue is not "
-                               "supported; use SingleStepTransfer to hand the call to it")
+        # Refused before the hold: the call stays as it was.
+        if r.called.startswith("queue:"):
+            target, number = r.called, ""
+        else:
+            d = self.dialplan.decide(r.called, self._when(now), source="extension", complete=True)
+            if d.kind != "route":
+                raise RequestError(f"no route for {r.called!r}")
+            target, number = d.target, d.number
+        if target.startswith("queue:"):
+            # The consultation leg waits in the queue as a caller does (music), is offered
+            # to its agents, and TransferCall hands the held party its place (see
+            # _transfer_into_queue_leg).
+            self._check_queue(target, r.called, "consult")
+        self._conn(held, dev.id, ConnState.CONNECTED)
         self._req_hold_call(out, cti_pb2.CallRef(call_id=held.id, device=dev.id), now)
-        call = self._new_call(now, calling=dev.number, called=d.number)
+        call = self._new_call(now, calling=dev.number, called=number)
         call.data.update(held.data)
         call.data["consultation_of"] = held.id
         self._connect(call, dev.id, ConnState.CONNECTED, now, "caller")
         self._event(out, "Originated", call, now, device=dev.id)
-        self._deliver(out, call, dev, d.target, d.number, now, caller_id=dev.number)
+        self._deliver(out, call, dev, target, number, now, caller_id=dev.number)
         return cti_pb2.Reply(call_id=call.id)
 
     def _merge(self, out, r, now, name):
@@ -674,8 +680,16 @@ class CallModel:
         self._conn(active, dev.id)
         return held, active, dev
 
+    def _queue_leg(self, call: Call) -> bool:
+        """A consultation that went to a queue (waiting there, offered, or answered)."""
+        return "consultation_of" in call.data and any(
+            self.devices[leg.device].type == DeviceType.ACD_GROUP for leg in call.legs)
+
     def _req_transfer_call(self, out, r, now):
         held, active, dev = self._merge(out, r, now, "Transferred")
+        if self._queue_leg(active) and active.data.get("consultation_of") == held.id:
+            self._transfer_into_queue_leg(out, held, active, dev, now)
+            return
         parties = [d for d in self._others(held, dev.id)] + [d for d in self._others(active, dev.id)]
         # The transferring device leaves both calls; its parties join the held call.
         self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
@@ -707,8 +721,57 @@ class CallModel:
         if dev.type == DeviceType.EXTENSION and self.parties[dev.id].off_hook:
             self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
 
+    def _transfer_into_queue_leg(self, out, held: Call, active: Call, dev: Device, now) -> None:
+        """TransferCall of a consultation that went to a queue: the held parties take the
+        consultation's place, and its call goes on (it is the queue's entry: waiting, it
+        keeps its position; answered, the agent stays on it). The transferring device
+        leaves both; the caller's number and data come along; the held call ends without
+        a CDR of its own (Transferred names it as secondary_call_id)."""
+        self._cmd(out, dev, unbridge=cardd_pb2.Unbridge())
+        self._cmd(out, dev, stop_media=cardd_pb2.StopMedia())   # the queue's music
+        for d_id, conn in held.connections.items():
+            if d_id == dev.id or conn.state == ConnState.NULL:
+                continue
+            active.connections[d_id] = Connection(active.id, d_id, conn.state)
+            leg = held.leg(d_id)
+            active.legs.append(Leg(device=d_id, role="transferred",
+                                   started=leg.started if leg else now,
+                                   answered=leg.answered if leg else None))
+            self.parties[d_id].call_id = active.id
+        active.connections[dev.id].state = ConnState.NULL
+        leg = active.leg(dev.id)
+        if leg:
+            leg.ended = now
+        party = self.parties[dev.id]
+        party.held_call_id = party.call_id = ""
+        queue = active.data.get("queue")
+        active.data.update(held.data)               # the caller's data, and its queue
+        if queue is not None:
+            active.data["queue"] = queue
+        active.data["transferred_from"] = held.id
+        active.calling = held.calling
+        parties = self._others(active, dev.id)
+        for d in parties:                            # the hold tone ends
+            self._cmd(out, d, stop_media=cardd_pb2.StopMedia())
+        live = [d for d in parties if active.connections[d.id].state == ConnState.CONNECTED]
+        if len(live) == 2:
+            self._bridge(out, live[0], live[1])
+        active.transfers = held.transfers + active.transfers + [
+            f"{dev.id}->{active.id}"]
+        held.connections.clear()
+        del self.calls[held.id]
+        self._event(out, "Transferred", active, now, device=dev.id, secondary_call_id=held.id,
+                    cause="transfer")
+        if dev.type == DeviceType.EXTENSION and party.off_hook:
+            self._cmd(out, dev, hangup=cardd_pb2.Hangup(cause=16))
+
     def _req_conference_call(self, out, r, now):
         held, active, dev = self._merge(out, r, now, "Conferenced")
+        waiting = [d for d, c in active.connections.items() if c.state == ConnState.QUEUED]
+        if waiting:
+            raise RequestError(f"call {active.id} is waiting in {waiting[0]}: a queue cannot "
+                               "be conferenced (transfer the call to it, or clear the "
+                               "consultation)")
         conf = f"conf-{held.id}"
         for d_id, conn in active.connections.items():
             if d_id != dev.id and conn.state != ConnState.NULL:
@@ -738,13 +801,16 @@ class CallModel:
                 raise RequestError(f"no extension or queue route for {to!r}")
             target, number = d.target, d.number
         if target.startswith("queue:"):
-            via = "" if to == target else f" (the route for {to!r})"
-            if "queue" not in self.services:
-                raise RequestError(f"cannot transfer to {target}{via}: this ctid has no ACD")
-            dev = self.devices.get(target)
-            if dev is None or dev.type != DeviceType.ACD_GROUP:
-                raise RequestError(f"cannot transfer to {target}{via}: no such queue")
+            self._check_queue(target, to, "transfer to")
         return target, number
+
+    def _check_queue(self, target: str, to: str, verb: str) -> None:
+        via = "" if to == target else f" (the route for {to!r})"
+        if "queue" not in self.services:
+            raise RequestError(f"cannot {verb} {target}{via}: this ctid has no ACD")
+        dev = self.devices.get(target)
+        if dev is None or dev.type != DeviceType.ACD_GROUP:
+            raise RequestError(f"cannot {verb} {target}{via}: no such queue")
 
     def _req_single_step_transfer(self, out, r, now):
         call = self._call(r.call_id)

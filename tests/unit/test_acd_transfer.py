@@ -144,15 +144,15 @@ def test_a_transfer_to_a_queue_that_does_not_exist_is_refused_and_nothing_change
     assert b.model.parties["ext:8001"].call_id == call and not b.model.calls[call].transfers
 
 
-def test_only_a_party_on_the_call_can_transfer_it_and_a_queue_cannot_be_consulted(tmp_path):
+def test_only_a_party_on_the_call_can_transfer_it_or_consult_a_queue(tmp_path):
     b = bench(tmp_path)
     call = b.incoming(2, "13800138000")
     b.answer(3, 1)
     with pytest.raises(RequestError, match="device ext:8002 has no connection in call"):
         transfer(b, 10, call, "ext:8002", "queue:billing")
-    with pytest.raises(RequestError, match="consulting a queue is not supported"):
+    with pytest.raises(RequestError, match="device ext:8002 has no connection in call"):
         b.request(11, consultation_call=cti_pb2.ConsultationCall(
-            call_id=call, device="ext:8001", called="12345"))
+            call_id=call, device="ext:8002", called="queue:billing"))
     assert live(b.model.calls[call]) == {"trunk:node1/5": ConnState.CONNECTED,
                                          "ext:8001": ConnState.CONNECTED}   # not held
     assert b.svc.acd.agents["1001"].state == "busy"
