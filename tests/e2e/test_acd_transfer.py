@@ -228,3 +228,84 @@ def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
         assert cdr["transfers"] == ["ext:8001->queue:billing"] and cdr["outcome"] == "answered"
     finally:
         store.close()
+
+
+def test_an_agent_consults_the_billing_queue_then_transfers_the_caller(stack):
+    """Attended transfer into a queue: 1001 holds the caller and consults queue:billing,
+    1003 answers the consultation, TransferCall joins the caller with 1003."""
+    from hotline_proto import cti_pb2
+    for agent in ("1001", "1003"):                  # ready again after the previous test
+        wait(lambda: stack.agent("admin", agent, "status").status["agent_state"] == "ready",
+             f"{agent} ready", stack, limit=15)
+    mark = stack.mark()
+    stack.do(5, "ring", caller_id=CALLER)
+    call = until(stack, mark, "Established", device="ext:8001").call_id
+    wait(lambda: stack.get(5, "state") == "connected", "the CO line answered", stack)
+
+    m2 = stack.mark()
+    r = stack.request("agent1", consultation_call=cti_pb2.ConsultationCall(
+        call_id=call, device="ext:8001", called="queue:billing"))
+    assert r.ok, r.error
+    consult = r.call_id
+    delivered = until(stack, m2, "Delivered", device="ext:8004")
+    assert delivered.call_id == consult and delivered.agent == "1003"
+    assert delivered.calling == "8001" and delivered.data["consultation_of"] == call
+    until(stack, m2, "Established", device="ext:8004")
+    until(stack, m2, "AgentBusy", agent="1003", agent_state="busy")
+
+    r = stack.request("agent1", transfer_call=cti_pb2.TransferCall(
+        held_call_id=call, active_call_id=consult, device="ext:8001"))
+    assert r.ok, r.error
+    transferred = until(stack, m2, "Transferred")
+    assert (transferred.call_id, transferred.secondary_call_id) == (consult, call)
+    assert transferred.calling == CALLER and transferred.data["ani"] == CALLER
+    stack.do(1, "on_hook")                          # 1001 puts the handset down
+    until(stack, m2, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
+    time.sleep(0.3)                                 # the bridge is made on the next tick
+
+    def speak(channel, hz):
+        stack.sim("record", channels=[5, 4])
+        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
+        time.sleep(1.4)
+        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (5, 4)}
+    heard = speak(5, 1000.0)                        # the caller speaks: 1003 hears it
+    assert heard[4] > -25.0, heard
+    heard = speak(4, 1400.0)                        # 1003 speaks: the caller hears it
+    assert heard[5] > -25.0, heard
+
+    story = [(e.name, f"{e.agent}:{e.agent_state}" if e.agent_state else f"{e.call_id}:{e.device}")
+             for e in stack.watch.since(m2)
+             if e.call_id in (call, consult) or e.agent in ("1001", "1003")]
+    assert story == [
+        ("Held", f"{call}:ext:8001"),
+        ("Originated", f"{consult}:ext:8001"),
+        ("Queued", f"{consult}:queue:billing"),             # 1001 waits there, with music
+        ("AgentBusy", "1003:reserved"), ("Delivered", f"{consult}:ext:8004"),
+        ("AgentBusy", "1003:ringing"),
+        ("AgentBusy", "1001:on_hold"),
+        ("Established", f"{consult}:ext:8004"), ("AgentBusy", "1003:busy"),
+        ("Transferred", f"{consult}:ext:8001"),             # the caller takes 1001's place
+        ("AgentWorkingAfterCall", "1001:after_call_work"),
+        ("AgentReady", "1001:ready")]
+
+    stack.do(5, "hang_up")
+    cleared = until(stack, m2, "CallCleared", call_id=consult)
+    until(stack, cleared.seq, "AgentWorkingAfterCall", agent="1003")
+    stack.do(4, "on_hook")
+
+    from ctid.storage import Store
+    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
+    try:
+        def rows():
+            got = [(r["call"], r["event"], r["queue"]) for r in store.rows("queue_log")
+                   if r["call"] in (call, consult) and r["event"] != "AGENT_STATE"]
+            return ("COMPLETE" in [x[1] for x in got]) and got
+        got = wait(rows, "the queue log in SQLite", stack, limit=10)
+        assert [x for x in got if x[0] == call and x[1] != "OFFER"] == [
+            (call, "ENTERQUEUE", "hotline"), (call, "CONNECT", "hotline"),
+            (call, "TRANSFER", "hotline")]
+        assert [x for x in got if x[0] == consult and x[1] != "OFFER"] == [
+            (consult, "ENTERQUEUE", "billing"), (consult, "CONNECT", "billing"),
+            (consult, "TRANSFER_IN", "billing"), (consult, "COMPLETE", "billing")]
+    finally:
+        store.close()
