@@ -2,12 +2,18 @@
 
 This process runs a CtiServer (CURVE on, keys made for the run) fed by a synthetic source
 of CSTA events at a target rate; each subscriber is a separate process using the client
-library. The run has two halves: the prompt clients alone, then with one deliberately slow
-client (it sleeps after every event it is given). Printed: events per second, latency from
-publication to receipt for the prompt clients in each half, and the gaps every client
+library. The source's events are made before the clock starts and handed to ctid every
+--batch-ms (ctid itself publishes once per pass of its loop, i.e. per cardd tick). After a
+warm-up second that is not measured, the run has two halves: the prompt clients alone,
+then with one deliberately slow client (it sleeps after every event it is given).
+Printed: events per second, latency from publication to receipt by the application (after
+the client library has parsed and ordered the events) for the prompt clients in each
+half, CPU seconds of ctid and of the busiest prompt client, and the gaps every client
 detected, recovered and left unrecovered. When publishing ends the slow client stops
 sleeping and every client must reach the last seq: each one's delivered sequence is checked
-for a gap it did not report (gaps_undetected must be 0).
+for a gap it did not report (gaps_undetected must be 0). --runs N repeats the whole run and
+reports the median run with every run's figures, because on a small shared machine one
+run's p99 says as much about the neighbours as about ctid.
 """
 from __future__ import annotations
 
