@@ -13,6 +13,7 @@ clock owned by the shell). Every entry point returns a list of actions (``action
     acd.agent_ringing / agent_answered / agent_no_answer(agent, call, now)
     acd.agent_hold / agent_retrieve(agent, now)
     acd.call_ended(call, now); acd.call_abandoned(call, now)
+    acd.call_withdrawn(call, now, reason)              # taken back, not an abandon
     acd.call_transferred(call, now, to_agent=None, to_queue=None)
     acd.request_callback(call, number, now)            # a place kept; CallbackDue later
     acd.agent_answered(...) on a callback: dialling; then the customer answers or not:

@@ -520,24 +520,47 @@ class Acd:
         if call.callback is not None:       # the entry is given up: nobody is on the line
             self._cancel_callback(call, now, acts)
             return acts
+        q.stats.abandoned += 1
+        self._leave_unanswered(call, now, "caller_left", "ABANDON", {}, acts)
+        return acts
+
+    def call_withdrawn(self, call_id, now, reason: str = "") -> list:
+        """A waiting or offered call is taken back by the party that placed it, which is
+        not a caller's abandon (an agent cancelling a consultation that waits in a
+        queue): out of the queue like an abandon (offers cancelled, the agents back as
+        they were), logged WITHDRAWN with ``reason``, not counted in the figures."""
+        call = self._call(call_id)
+        if call.state not in (WAITING, STICKY, OFFERED) or call.callback is not None:
+            what = "a callback entry" if call.callback is not None else call.state
+            raise AcdError(f"call {call_id!r} is {what}; only a waiting or offered call "
+                           f"can be withdrawn")
+        if not isinstance(reason, str):
+            raise AcdError(f"withdrawal reason must be a string, got {reason!r}")
+        now = self._clock(now)
+        acts: list = []
+        self._leave_unanswered(call, now, "withdrawn", "WITHDRAWN", {"reason": reason}, acts)
+        return acts
+
+    def _leave_unanswered(self, call: Call, now, why: str, event: str, data: dict,
+                          acts) -> None:
+        """A call nobody answered leaves its queue (``why``: the offers' cancel reason)."""
+        q = call.queue
         pos = q.position(call.key)
         cancelled = []
         if call.state == OFFERED:
             for aid in call.agents:
                 a = self.agents[aid]
-                self._set_state(a, "cancel", now, "caller_left", acts)
+                self._set_state(a, "cancel", now, why, acts)
                 a.offered_call = None
-                acts.append(CancelOffer(aid, call.id, "caller_left"))
+                acts.append(CancelOffer(aid, call.id, why))
                 cancelled.append(a)
         else:
             self._take_out(call)
-        q.stats.abandoned += 1
-        self._log(now, q.name, call.id, "", "ABANDON",
-                  {"position": pos, "wait_s": now - call.entered})
+        self._log(now, q.name, call.id, "", event,
+                  {"position": pos, "wait_s": now - call.entered, **data})
         self._finish(call)
         for a in cancelled:
             self._after_cancel(a, now, acts)
-        return acts
 
     def _offered_to(self, agent_id, call_id) -> tuple[Agent, Call]:
         a = self._agent(agent_id)

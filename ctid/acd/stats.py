@@ -4,14 +4,15 @@ The log is Asterisk's queue_log made richer: one record per queue or agent trans
 ``(time, queue, call, agent, event, data)``, with ``data`` a small dict; records map
 one-to-one onto a SQL table row (``LogRecord.row()``). Events:
 
-  ENTERQUEUE, OFFER, RINGNOANSWER, CONNECT, COMPLETE, ABANDON, OVERFLOW, EXITWITHTIMEOUT,
-  TRANSFER, CALLBACK_REQUESTED, CALLBACK_DIAL, CALLBACK_CONNECT, CALLBACK_FAILED,
-  CALLBACK_RETRY, CALLBACK_ABANDONED, CALLBACK_CANCELLED,
+  ENTERQUEUE, OFFER, RINGNOANSWER, CONNECT, COMPLETE, ABANDON, WITHDRAWN, OVERFLOW,
+  EXITWITHTIMEOUT, TRANSFER, CALLBACK_REQUESTED, CALLBACK_DIAL, CALLBACK_CONNECT,
+  CALLBACK_FAILED, CALLBACK_RETRY, CALLBACK_ABANDONED, CALLBACK_CANCELLED,
   STICKY_WAIT, STICKY_EXPIRED, AGENT_STATE, SUPERVISOR_FORCE, SUPERVISE, CORRECTION.
 
 Live figures count calls that *left* the queue during the period (answered, abandoned,
 overflowed away, timed out), so a burst of callers still waiting does not dent the
-service level before anything happened to them:
+service level before anything happened to them. A call withdrawn by whoever placed it
+(WITHDRAWN: a consultation taken back) is not counted at all:
 
   offered         = answered + abandoned + overflowed + timed_out
   service level   = answered within the threshold / offered
