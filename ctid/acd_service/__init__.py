@@ -2,8 +2,16 @@
 
 - service.py: `AcdService`, the call model's routing service for "queue:NAME" targets:
   answers the caller, queues them with music and announcements, rings agents, bridges,
-  handles ring-no-answer, wrap-up, transfers, overflow, supervisors' listen/whisper/barge,
-  the reconciler, and the CTI AgentRequest actions.
+  handles ring-no-answer, wrap-up, overflow (voicemail, goodbye); it dispatches the call
+  model's events, the timer tick and the CTI requests, and carries out the ACD's actions.
+  It owns one collaborator per job:
+  - callbacks.py: placing callbacks (the caller's release, the call back on a trunk).
+  - supervision.py: supervisors' listen/whisper/barge in agents' calls (conferences).
+  - transfer.py: transfers to an agent or a queue, agents' consultations of a queue
+    (TRANSFER_IN, WITHDRAWN).
+  - requests.py: the CTI AgentRequest actions (below).
+  - phones.py: agents' phones in use outside the ACD, and the reconciler.
+- persist.py: the state file (agents, callbacks, waiting callers across a restart).
 - notifier.py: ACD actions -> CTI events (Queued, agent state events, QueueStatistics).
 - metrics.py: Prometheus gauges and counters per queue.
 - queue_log.py: the ACD's queue log to the storage write queue (table queue_log).

@@ -3,7 +3,11 @@
 The glue, and nothing more: the ACD decides, the call model keeps the calls, this module
 carries the ACD's actions out as call-model operations and cardd commands, and feeds the
 ACD what happens on the lines (as the call model's CSTA events) and what agents ask (CTI
-AgentRequest). No socket and no clock here: every entry point takes `now` (ctid's clock,
+AgentRequest). Its collaborators, each with one job, are owned by the service and carry
+out their part through it: callbacks.py (placing callbacks), supervision.py (supervisors
+in agents' calls), transfer.py (transfers, consultations of a queue), requests.py (the
+CTI AgentRequest actions), phones.py (agents' phones in use outside the ACD, the
+reconciler). No socket and no clock here: every entry point takes `now` (ctid's clock,
 clamped so that it never goes backwards for the ACD).
 
 A call routed to a queue:
@@ -14,12 +18,8 @@ A call routed to a queue:
   connection ends, the agent is busy; ring no answer (ACD timer, or the ring failed) ->
   the ringing stops, the agent goes not ready (rona), the call goes back to the head of
   the queue (Queued again); the caller hangs up first -> an abandon; the call ends -> the
-  agent's wrap-up, then ready; an agent's transfer -> call_transferred (the receiving
-  agent is found by extension), wrap-up rules kept by the ACD; an agent's blind transfer
-  to a queue (SingleStepTransfer to queue:NAME, or to a number routed to one) ->
-  call_transferred(to_queue): the agent wraps up, the caller (same caller, priority and
-  data) is queued there with music as a routed call is, a call that was not an ACD call
-  simply arrives in the queue; overflow to another queue
+  agent's wrap-up, then ready; an agent's transfer, to an agent or to a queue ->
+  transfer.py; overflow to another queue
   -> Diverted and Queued there; overflow to voicemail:MAILBOX (the queue's name when no
   mailbox is given) -> cardd records a message after a beep (Record, as the IVR's voicemail;
   '#' ends it), its RecordDone goes into the queue log (VOICEMAIL, with the path), then the
@@ -39,30 +39,6 @@ timeout -> callback_failed (the agent goes to wrap-up; with callback_retries lef
 entry comes back as a new CallbackDue after callback_retry_s, keeping its place, else it
 is given up). The placing is callbacks.py's job; the agent not
 answering -> ring no answer (the entry goes back to the head of the queue).
-
-Supervisors: AgentRequest(action="supervise", agent=AGENT, device=SUPERVISOR_PHONE,
-reason="listen"|"whisper"|"barge"|"stop") rings the supervisor's phone with a call of
-its own; when it is answered the agent's caller and the agent move from their bridge into
-a cardd conference "sup-CALL" (talk) and the supervisor joins it (listen; whisper heard
-by the agent only; barge = talk). The supervisor hanging up restores the bridge; the
-agent's call ending, being held or transferred ends the supervision (the supervisor's
-phone is hung up).
-
-The reconciler runs every reconcile_every_s against the call model's view of each logged
-in agent's phone (idle, ringing, connected), which the cardd link keeps in step with
-cardd's channel states. A phone on a call the ACD did not route (a colleague's
-consultation, a direct extension call, dialling out) is told to the ACD as it happens
-(agent_seized / agent_released): the agent is busy while it lasts and ready after, which
-the reconciler does not take for drift; a consulted agent handed the ACD call by
-TransferCall is busy on it from then.
-
-An agent consulting a queue (ConsultationCall to queue:NAME or a number routed to one):
-the caller is held, the consultation leg waits in the queue as a caller does (music, then
-offered to an agent of the queue; answered: the two agents talk). TransferCall (the
-agent answered, or the leg still waits: a "blind after consult") -> the model keeps the consultation's call with the caller in it (the queue entry and its
-position, the answering agent busy on it), the consulting agent's ACD call ends in
-TRANSFER (wrap-up) and the entry logs TRANSFER_IN (from_call, from_queue, from_agent).
-ClearConnection of the consultation before an answer -> WITHDRAWN (not an abandon).
 """
 from __future__ import annotations
 
@@ -77,15 +53,19 @@ from ctid.acd import (Acd, AcdConfig, AcdError, AgentStateChanged, AgentStateCor
 from ctid.acd.agent import LOGGED_OFF, OFFERED as AGENT_OFFERED, ON_CALL
 from ctid.model.callmodel import CallModel, Out, RequestError
 from ctid.model.calls import Call, ConnState, Device, DeviceType
-from hotline_proto import cardd_pb2, cti_pb2
+from hotline_proto import cardd_pb2
 
 from .audio import QueueAudio
 from .callbacks import Callbacks
 from .metrics import AcdMetrics
-from .notifier import Notifier, figures_data
+from .notifier import Notifier
 from .persist import STATE_FILE, StateFile
+from .phones import Phones
 from .queue_log import QueueLogWriter
+from .requests import AGENT_ACTIONS, AgentRequests
 from .settings import AcdSettings, AgentSettings
+from .supervision import Supervision
+from .transfer import Transfers
 
 log = logging.getLogger("ctid.acd")
 
@@ -100,14 +80,9 @@ VOICEMAIL_SILENCE_S = 5.0        # silence that ends a message
 RECORD_LIMIT_S = VOICEMAIL_MAX_S + 15.0   # no RecordDone by then: clear anyway
 GAUGES_EVERY_S = 1.0
 CARDD_WAIT_LIMIT_S = 30.0        # at start: a cardd node not in step by then is given up on
-# What each supervise mode is in the conference.
-SUPERVISE_MIX = {"listen": "listen", "whisper": "whisper", "barge": "talk"}
-AGENT_ACTIONS = ("login", "logout", "ready", "not_ready", "force_state", "supervise", "status")
 # CSTA events on an ACD call that the service reacts to.
 WATCHED = frozenset({"Established", "ConnectionCleared", "CallCleared", "Held", "Retrieved",
                      "Transferred", "Conferenced"})
-ENDS_SUPERVISION = frozenset({"ConnectionCleared", "CallCleared", "Held", "Transferred",
-                              "Conferenced"})
 
 
 @dataclasses.dataclass
@@ -135,20 +110,6 @@ class Offer:
     device: str
 
 
-@dataclasses.dataclass
-class Session:
-    """A supervisor's phone in an agent's call."""
-    call_id: str                 # the supervisor's own call (it rings their phone)
-    supervised: str              # the agent's call
-    agent: str
-    device: str                  # the supervisor's phone
-    supervisor: str
-    mode: str
-    caller: str = ""             # the supervised call's caller and agent devices
-    agent_device: str = ""
-    joined: bool = False
-
-
 class AcdService:
     requests = ("agent",)
 
@@ -171,13 +132,16 @@ class AcdService:
         self.calls: dict[str, QueuedCall] = {}
         self.offers: dict[str, Offer] = {}                       # agent -> offer
         self._offer_at: dict[tuple[str, str], str] = {}          # (call, device) -> agent
-        self.sessions: dict[str, Session] = {}                   # supervisor's call -> session
-        self._supervised: dict[str, set[str]] = {}               # agent's call -> sessions
+        self.supervision = Supervision(self)                     # supervisors in agents' calls
+        self.sessions = self.supervision.sessions                # supervisor's call -> session
         self.seat: dict[str, str] = {}                           # agent -> device last used
         self.callbacks = Callbacks(self)                         # placing the callbacks
         self.placing = self.callbacks.placing                    # model call -> callback placed
         self.callback_entries = self.callbacks.entries           # released callers' entries
-        self.seized: set[str] = set()           # agents whose phone is on a call outside the ACD
+        self.phones = Phones(self)                               # phones in use, the reconciler
+        self.seized = self.phones.seized        # agents whose phone is on a call outside the ACD
+        self.transfers = Transfers(self)                         # transfers, consultations
+        self.agent_requests = AgentRequests(self)                # CTI AgentRequest actions
         self._started = False
         self._next_reconcile: float | None = None
         self._next_gauges: float | None = None
@@ -223,6 +187,10 @@ class AcdService:
                 "acd.agents_logged_in": str(sum(a.state != LOGGED_OFF for a in acd.agents.values())),
                 "acd.supervising": str(len(self.sessions))}
 
+    def channel_states(self, model: CallModel) -> dict[str, str]:
+        """Each logged-in agent's phone as the reconciler sees it (phones.py)."""
+        return self.phones.channel_states(model)
+
     def agent_queues(self, agent_id: str) -> tuple[str, ...]:
         """The queues `agent_id` is a member of (configuration and skills); () if unknown.
         The CTI server scopes supervisors by queue with it."""
@@ -260,7 +228,7 @@ class AcdService:
             return
         st = self.calls.get(call.id)
         if st is not None and st.agent:         # an agent's blind transfer into a queue
-            self._transfer_in(model, out, call, st, name, now)
+            self.transfers.transfer_in(model, out, call, st, name, now)
             return
         self.enqueue(model, out, call, origin, name, now, self._priority(call))
 
@@ -385,44 +353,7 @@ class AcdService:
                 self._observed(model, out, e, now)
             except AcdError as err:           # the ACD disagrees: logged, the call goes on
                 log.warning("ACD: %s on call %s (%s): %s", e.name, e.call_id, e.device, err)
-        self._sync_phones(model, out, events, now)
-
-    def _outside_call(self, model: CallModel, ext: str) -> str:
-        """The call on `ext` that the ACD did not route (a consultation, a direct extension
-        call, dialling out, a supervisor's own call), or "". After such a call the phone
-        stays in use until its handset is down (it cannot ring before)."""
-        party = model.parties.get(ext)
-        if party is None:
-            return ""
-        cids = [c for c in (party.call_id, party.held_call_id) if c and c in model.calls]
-        for cid in cids:
-            if cid not in self.calls and cid not in self.placing:
-                return cid
-        if not cids and party.off_hook:
-            aid = self.acd.by_extension.get(ext)
-            return self.acd.agents[aid].seized if aid is not None else ""
-        return ""
-
-    def _sync_phones(self, model: CallModel, out: Out, events: list, now: float) -> None:
-        """Tell the ACD which agents' phones are in use outside it: busy while they are,
-        ready after, never drift for the reconciler. A transfer moves a phone from one call
-        to another without an event naming it, hence the agents already seized too."""
-        by_ext = self.acd.by_extension
-        agents = {by_ext[e.device] for e in events if e.device in by_ext} | self.seized
-        for aid in sorted(agents):
-            a = self.acd.agents[aid]
-            cid = self._outside_call(model, a.extension) if a.extension else ""
-            try:
-                if cid and a.seized != cid:
-                    self._apply(model, out, self.acd.agent_seized(aid, cid, now), now)
-                elif not cid and a.seized:
-                    self._apply(model, out, self.acd.agent_released(aid, now), now)
-            except AcdError as err:
-                log.warning("ACD: agent %s phone use (%s) not applied: %s", aid, cid or "idle", err)
-            if a.seized:
-                self.seized.add(aid)
-            else:
-                self.seized.discard(aid)
+        self.phones.sync(model, out, events, now)
 
     def tick(self, model: CallModel, out: Out, now: float) -> None:
         try:
@@ -444,11 +375,11 @@ class AcdService:
             self._next_gauges = now
         self._apply(model, out, self.acd.tick(now), now)       # timers and figures due
         if self.seized:              # a handset put down after a call makes no CSTA event
-            self._sync_phones(model, out, (), now)
+            self.phones.sync(model, out, (), now)
         self.callbacks.tick(model, out, now)                    # callbacks' dial timeouts
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.settings.reconcile_every_s
-            self._apply(model, out, self.acd.reconcile(self.channel_states(model), now), now)
+            self.phones.reconcile(model, out, now)
         for st in [s for s in self.calls.values() if s.hangup_at is not None and now >= s.hangup_at]:
             st.hangup_at = None
             call = model.calls.get(st.call_id)
@@ -519,7 +450,7 @@ class AcdService:
             raise RequestError(f"unknown agent action {body.action!r} "
                                f"(use one of {', '.join(AGENT_ACTIONS)})")
         try:
-            return getattr(self, f"_req_{action}")(model, out, body, now)
+            return getattr(self.agent_requests, action)(model, out, body, now)
         except AcdError as e:
             raise RequestError(str(e)) from None
 
@@ -555,7 +486,7 @@ class AcdService:
         elif isinstance(a, Overflow):
             self._overflow(model, out, a, now)
         elif isinstance(a, Supervise):
-            self._supervise(model, out, a, now)
+            self.supervision.start(model, out, a, now)
         elif isinstance(a, QueueFigures):
             self.notifier.queue_statistics(out, a)
             self.metrics.figures(a)
@@ -729,24 +660,14 @@ class AcdService:
     # ---- what happens on the lines ----------------------------------------------------------
     def _observed(self, model, out, e, now) -> None:
         cid = e.call_id
-        sess = self.sessions.get(cid)
-        if sess is not None:                    # the supervisor's own call
-            if e.name == "Established" and e.device == sess.device:
-                self._join(model, out, sess, now)
-            elif e.name == "CallCleared":
-                self._end_session(model, out, sess, now, restore=True, hang_up=False)
-            return
-        if e.name in ENDS_SUPERVISION and self._supervised.get(cid):
-            for sid in list(self._supervised[cid]):
-                s = self.sessions.get(sid)
-                if s is not None:
-                    self._end_session(model, out, s, now, restore=False, hang_up=True)
+        if self.supervision.event(model, out, e, now):
+            return                              # the supervisor's own call
         st = self.calls.get(cid)
         if st is None:
             return
         if e.name == "Transferred" and e.device == st.caller and e.secondary_call_id \
                 and e.data.get("transferred_from") == e.secondary_call_id:
-            self._consult_transferred(model, out, st, e, now)
+            self.transfers.consult_transferred(model, out, st, e, now)
         elif e.name == "Established":
             agent = self._offer_at.get((cid, e.device))
             if agent is not None:
@@ -761,7 +682,7 @@ class AcdService:
                     self._apply(model, out, self.acd.agent_no_answer(agent, cid, now), now)
             elif e.device == st.caller and not st.agent and not st.leaving:
                 if cid in self.acd.calls and e.data.get("consultation_of"):
-                    self._withdraw(model, out, cid, now, f"consultation cleared by {e.device}")
+                    self.transfers.withdraw(model, out, cid, now, f"consultation cleared by {e.device}")
                 elif cid in self.acd.calls:     # the caller left while waiting or offered
                     self._apply(model, out, self.acd.call_abandoned(cid, now), now)
                 call = model.calls.get(cid)
@@ -784,7 +705,7 @@ class AcdService:
             elif e.name == "Retrieved":
                 self._apply(model, out, self.acd.agent_retrieve(st.agent, now), now)
             elif e.name == "Transferred":
-                self._transferred(model, out, st, e, now)
+                self.transfers.transferred(model, out, st, e, now)
 
     def _answered(self, model, out, st: QueuedCall, agent: str, now: float) -> None:
         self._took(model, self.offers[agent], now)
@@ -802,120 +723,6 @@ class AcdService:
         if call is not None:
             self._leave_queue(model, call, st.queue, now)
 
-    def _transferred(self, model, out, st: QueuedCall, e, now: float) -> None:
-        call = model.calls.get(st.call_id)
-        if call is None:
-            return
-        parties = [d for d, c in call.connections.items()
-                   if c.state != ConnState.NULL and d not in (st.caller, e.device)
-                   and model.devices[d].channel is not None]
-        to_dev = next((d for d in parties if d in self.acd.by_extension), None)
-        to_agent = self.acd.by_extension.get(to_dev) if to_dev else None
-        try:
-            acts = self.acd.call_transferred(st.call_id, now, to_agent=to_agent)
-        except AcdError as err:             # e.g. the receiving agent's state forbids it
-            log.warning("call %s: transfer to agent %s not tracked by the ACD: %s",
-                        st.call_id, to_agent, err)
-            to_agent = None
-            acts = self.acd.call_transferred(st.call_id, now)
-        if to_agent is not None:
-            st.agent, st.agent_device = to_agent, to_dev
-        else:
-            self.calls.pop(st.call_id, None)    # the call left the ACD
-        self._apply(model, out, acts, now)
-
-    def _transfer_in(self, model, out, call: Call, st: QueuedCall, queue: str, now: float) -> None:
-        """The agent on an ACD call transferred it to queue:NAME (SingleStepTransfer): the
-        ACD keeps the call (caller, priority, data), the agent wraps up, the caller waits
-        in the new queue with its music as a routed call does."""
-        now = self._now(now)
-        try:
-            acts = self.acd.call_transferred(call.id, now, to_queue=queue)
-        except AcdError as e:   # the ACD does not see it connected: end it there, queue anew
-            log.warning("call %s: transfer to queue %s taken as a new arrival: %s", call.id, queue, e)
-            self.calls.pop(call.id, None)
-            if call.id in self.acd.calls:
-                self._apply(model, out, self.acd.call_ended(call.id, now), now)
-            self.enqueue(model, out, call, model.devices[st.caller], queue, now,
-                         self._priority(call))
-            return
-        st.queue, st.agent, st.agent_device = queue, "", ""
-        st.playing, st.music = 0, False     # the caller's media was stopped on answer
-        call.data["queue"] = queue
-        self._queue_up(model, out, call, st, acts, now)
-
-    def _consult_transferred(self, model, out, st: QueuedCall, e, now: float) -> None:
-        """TransferCall of an agent's consultation of a queue: the held caller took the
-        consultation's place (the model kept its call: the queue's entry, its position,
-        an agent ringing or talking). The transferring agent's ACD call ends in a
-        TRANSFER (their wrap-up); TRANSFER_IN on the entry names where the caller came
-        from."""
-        old = e.secondary_call_id
-        call = model.calls.get(st.call_id)
-        prev = self.calls.pop(old, None)
-        data = {"from_call": old, "consultation_by": e.device}
-        entry = self.acd.calls.get(old)
-        if entry is not None:
-            data.update(from_queue=entry.queue.name, from_agent=entry.agent or "")
-            try:
-                acts = self.acd.call_transferred(old, now)
-            except AcdError as err:     # not connected there: it simply leaves the ACD
-                log.warning("call %s: transfer into %s: %s", old, st.call_id, err)
-                acts = self.acd.call_ended(old, now)
-            self._apply(model, out, acts, now)
-        caller = next((d for d, c in call.connections.items() if c.state != ConnState.NULL
-                       and d != st.agent_device and model.devices[d].channel is not None),
-                      None) if call is not None else None
-        st.caller = caller or (prev.caller if prev is not None else st.caller)
-        st.answering = False
-        mine = self.acd.calls.get(st.call_id)
-        if mine is not None and call is not None:
-            mine.caller = call.calling          # sticky agents and callbacks: the caller's
-        data["caller"] = call.calling if call is not None else ""
-        self.acd.log.append(now, st.queue, st.call_id, st.agent, "TRANSFER_IN", data)
-        st.playing = 0                          # the music was the consulting agent's
-        if not st.agent and st.music:
-            self._play_music(model, out, st)
-
-    def _withdraw(self, model, out, cid: str, now: float, reason: str) -> None:
-        """A consultation leg taken back from its queue before an agent answered: out of
-        the queue like an abandon (offers cancelled), but logged WITHDRAWN and not counted
-        as abandoned. (The ACD core has no withdrawal of its own: its abandon, relabelled.)"""
-        q = self.acd.calls[cid].queue
-        abandoned = q.stats.abandoned
-        log_ = self.acd.log
-        append = log_.append
-
-        def relabel(time, queue, call, agent, event, data=None):
-            if call == cid and event == "ABANDON":
-                event, data = "WITHDRAWN", {**(data or {}), "reason": reason}
-            append(time, queue, call, agent, event, data)
-        log_.append = relabel
-        try:
-            acts = self.acd.call_abandoned(cid, now)
-        finally:
-            del log_.append
-        q.stats.abandoned = abandoned
-        self._apply(model, out, acts, now)
-
-    def channel_states(self, model: CallModel) -> dict[str, str]:
-        """Each logged-in agent's phone as the reconciler wants it: idle, ringing, connected."""
-        out = {}
-        for ext in self.acd.by_extension:
-            party = model.parties.get(ext)
-            state = "idle"
-            if party is not None:
-                call = model.calls.get(party.call_id) if party.call_id else None
-                conn = call.connection(ext) if call is not None else None
-                if party.held_call_id:
-                    state = "connected"
-                elif conn is not None and conn.state == ConnState.ALERTING:
-                    state = "ringing"
-                elif conn is not None and conn.state != ConnState.NULL or party.off_hook:
-                    state = "connected"
-            out[ext] = state
-        return out
-
     def _auto_login(self, model, out, now: float) -> None:
         for a in self.agent_settings.values():
             if a.login and a.extension and self.acd.agents[a.id].state == LOGGED_OFF:
@@ -923,193 +730,3 @@ class AcdService:
                     self._apply(model, out, self.acd.agent_login(a.id, f"ext:{a.extension}", now), now)
                 except AcdError as e:
                     log.error("agent %s not logged in at start: %s", a.id, e)
-
-    # ---- supervisors --------------------------------------------------------------------------
-    def _supervise(self, model, out, a: Supervise, now: float) -> None:
-        # The supervisor is a logged-in agent (their phone) or, when nobody is logged in
-        # there, the phone itself (agent ids have no ':').
-        sup = self.acd.agents.get(a.supervisor)
-        sup_dev = model.devices[sup.extension if sup is not None else a.supervisor]
-        current = next((s for s in self.sessions.values() if s.device == sup_dev.id), None)
-        if current is not None and current.supervised == a.call:
-            current.mode = a.mode
-            if current.joined:
-                self._join_supervisor(model, out, current)
-            return
-        if current is not None:
-            self._end_session(model, out, current, now, restore=True, hang_up=True)
-        st = self.calls[a.call]
-        agent_dev = model.devices[st.agent_device]
-        call = model.new_call(now, calling=agent_dev.number, called=sup_dev.number)
-        call.data.update({"supervise": a.call, "agent": a.agent, "mode": a.mode})
-        ev = model.ring(out, call, sup_dev, now, caller_id=agent_dev.number)
-        if ev is None:
-            del model.calls[call.id]
-            raise RequestError(f"{sup_dev.id} is busy: hang up and ask again")
-        ev.agent = a.agent
-        sess = Session(call.id, a.call, a.agent, sup_dev.id, a.supervisor, a.mode,
-                       caller=st.caller, agent_device=st.agent_device)
-        self.sessions[call.id] = sess
-        self._supervised.setdefault(a.call, set()).add(call.id)
-
-    def _conference(self, sess: Session) -> str:
-        return f"sup-{sess.supervised}"
-
-    def _join(self, model, out, sess: Session, now: float) -> None:
-        st = self.calls.get(sess.supervised)
-        call = model.calls.get(sess.supervised)
-        if st is None or call is None or st.agent_device != sess.agent_device:
-            self._end_session(model, out, sess, now, restore=False, hang_up=True)
-            return
-        conf = self._conference(sess)
-        if not any(s.joined for s in self._sessions_of(sess.supervised)):
-            for dev_id in (sess.caller, sess.agent_device):      # the bridge becomes a conference
-                model.command(out, model.devices[dev_id],
-                              conference_join=cardd_pb2.ConferenceJoin(conference=conf, mode="talk"))
-        sess.joined = True
-        self._join_supervisor(model, out, sess)
-
-    def _join_supervisor(self, model, out, sess: Session) -> None:
-        mode = SUPERVISE_MIX[sess.mode]
-        join = cardd_pb2.ConferenceJoin(conference=self._conference(sess), mode=mode)
-        if mode == "whisper":
-            join.whisper_to = model.devices[sess.agent_device].channel.channel
-        model.command(out, model.devices[sess.device], conference_join=join)
-
-    def _sessions_of(self, call_id: str) -> list[Session]:
-        return [self.sessions[s] for s in self._supervised.get(call_id, ()) if s in self.sessions]
-
-    def _end_session(self, model, out, sess: Session, now: float, *, restore: bool,
-                     hang_up: bool) -> None:
-        self.sessions.pop(sess.call_id, None)
-        left = self._supervised.get(sess.supervised, set())
-        left.discard(sess.call_id)
-        if not left:
-            self._supervised.pop(sess.supervised, None)
-        if sess.joined:
-            model.command(out, model.devices[sess.device], conference_leave=cardd_pb2.ConferenceLeave())
-            if not any(s.joined for s in self._sessions_of(sess.supervised)):
-                caller, agent = model.devices[sess.caller], model.devices[sess.agent_device]
-                call = model.calls.get(sess.supervised)
-                if restore and call is not None and all(
-                        call.connection(d.id) is not None
-                        and call.connection(d.id).state == ConnState.CONNECTED for d in (caller, agent)):
-                    model.bridge(out, agent, caller)             # back to a plain bridge
-                else:
-                    for d in (caller, agent):
-                        model.command(out, d, conference_leave=cardd_pb2.ConferenceLeave())
-        if hang_up:
-            own = model.calls.get(sess.call_id)
-            if own is not None:
-                model.clear_call(out, own, CAUSE_NORMAL, now)
-
-    # ---- CTI agent requests ---------------------------------------------------------------
-    def _agent(self, body):
-        if not body.agent:
-            raise RequestError(f"{body.action}: name the agent")
-        if body.agent not in self.acd.agents:
-            raise RequestError(f"unknown agent {body.agent!r}")
-        return self.acd.agents[body.agent]
-
-    def _extension(self, model, device: str, what: str) -> Device:
-        if device.isdigit():
-            device = f"ext:{device}"
-        dev = model.devices.get(device)
-        if dev is None:
-            raise RequestError(f"{what}: unknown device {device!r}")
-        if dev.type != DeviceType.EXTENSION:
-            raise RequestError(f"{what}: {device} is not an extension")
-        return dev
-
-    def _reply(self, agent_id: str) -> cti_pb2.Reply:
-        a = self.acd.agents[agent_id]
-        return cti_pb2.Reply(status={"agent": a.id, "agent_state": a.state, "reason": a.reason,
-                                     "device": a.extension})
-
-    def _req_login(self, model, out, body, now):
-        a = self._agent(body)
-        device = body.device
-        if not device:
-            seat = self.agent_settings.get(a.id)
-            if seat is None or not seat.extension:
-                raise RequestError(f"login: agent {a.id!r} has no extension configured; "
-                                   "name the device to log in at")
-            device = seat.extension
-        dev = self._extension(model, device, "login")
-        ready = body.reason.strip().lower() != "not_ready"
-        self._apply(model, out, self.acd.agent_login(a.id, dev.id, now, ready=ready), now)
-        return self._reply(a.id)
-
-    def _req_logout(self, model, out, body, now):
-        a = self._agent(body)
-        self._apply(model, out, self.acd.agent_logout(a.id, now, body.reason), now)
-        return self._reply(a.id)
-
-    def _req_ready(self, model, out, body, now):
-        a = self._agent(body)
-        self._apply(model, out, self.acd.set_ready(a.id, now), now)
-        return self._reply(a.id)
-
-    def _req_not_ready(self, model, out, body, now):
-        a = self._agent(body)
-        self._apply(model, out, self.acd.set_not_ready(a.id, now, body.reason or "break"), now)
-        return self._reply(a.id)
-
-    def _req_force_state(self, model, out, body, now):
-        """reason: "STATE" or "STATE:why" (ready, not_ready, logged_off); device: who asks."""
-        a = self._agent(body)
-        state, _, why = body.reason.partition(":")
-        if not state:
-            raise RequestError("force_state: give the state in reason "
-                               "(ready, not_ready or logged_off, optionally ':why')")
-        by = body.device or "supervisor"
-        self._apply(model, out, self.acd.force_state(a.id, state.strip(), now, by, why.strip()), now)
-        return self._reply(a.id)
-
-    def _req_supervise(self, model, out, body, now):
-        a = self._agent(body)
-        mode = body.reason.strip().lower()
-        if not body.device:
-            raise RequestError("supervise: name the supervisor's phone in device")
-        dev = self._extension(model, body.device, "supervise")
-        if mode == "stop":
-            sess = next((s for s in self.sessions.values() if s.device == dev.id), None)
-            if sess is None:
-                raise RequestError(f"supervise stop: {dev.id} is not supervising")
-            self._end_session(model, out, sess, now, restore=True, hang_up=True)
-            return cti_pb2.Reply(call_id=sess.supervised)
-        if mode not in SUPERVISE_MIX:
-            raise RequestError(f"supervise: reason must be the mode: listen, whisper, barge "
-                               f"or stop; got {body.reason!r}")
-        if dev.id == a.extension:
-            raise RequestError(f"supervise: {dev.id} is agent {a.id!r}'s own phone")
-        sitting = self.acd.by_extension.get(dev.id)
-        if sitting is not None and not getattr(self.agent_settings.get(sitting), "supervisor", False):
-            raise RequestError(f"supervise: agent {sitting!r} at {dev.id} is not a supervisor")
-        st = self.calls.get(a.call) if a.call else None
-        if st is None or not st.agent_device or a.state != "busy":
-            # (on hold, the caller hears the hold tone: nobody to listen to)
-            raise RequestError(f"supervise: agent {a.id!r} is {a.state}, not on a queue call")
-        nodes = {model.devices[d].channel.node for d in (st.caller, st.agent_device, dev.id)}
-        if len(nodes) > 1:
-            raise RequestError(f"supervise: {dev.id} and the agent's call are on different "
-                               "cardd nodes (a conference lives on one node)")
-        busy = next((s for s in self.sessions.values() if s.device == dev.id), None)
-        if (busy is None or busy.supervised != a.call) and not model.idle(dev):
-            raise RequestError(f"supervise: {dev.id} is busy: hang up and ask again")
-        self._apply(model, out, self.acd.supervise(sitting or dev.id, a.id, mode, now), now)
-        return cti_pb2.Reply(call_id=a.call, status={"agent": a.id, "mode": mode})
-
-    def _req_status(self, model, out, body, now):
-        if body.device.startswith("queue:"):
-            name = body.device[len("queue:"):]
-            if name not in self.acd.queues:
-                raise RequestError(f"unknown queue {name!r} (queues: {', '.join(self.acd.queues)})")
-            return cti_pb2.Reply(status=figures_data(self.acd.queue_figures(name, now)))
-        if body.agent:
-            a = self._agent(body)
-            reply = self._reply(a.id)
-            reply.status["calls_handled"] = str(a.calls_handled)
-            reply.status["call_id"] = a.offered_call or a.call or ""
-            return reply
-        raise RequestError("status: name an agent, or a queue as device queue:NAME")
