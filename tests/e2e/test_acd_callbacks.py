@@ -9,77 +9,21 @@ customer who is busy: the attempt counts as failed, the entry comes back after
 callback_retry_s, and with no attempts left it is given up. A caller overflowing to
 voicemail hears the beep, speaks, keys '#', and the queue log holds the message's WAV.
 """
-import json
 import os
 import time
-import urllib.request
 
 import pytest
 
 from drivers.media.audiofile import read_8k_mono
-from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, tone_dbm0, wait
-from tests.e2e.test_acd_calls import Watch, story, until
-
-CARDD_TOML = """
-[node]
-name = "node1"
-run_dir = "run"
-
-[backend]
-type = "sim"
-endpoint = "ipc://run/ctisim-cards.sock"
-
-[bus]
-events = "ipc://run/cardd-events.sock"
-commands = "ipc://run/cardd-commands.sock"
-
-[media]
-law = "alaw"
-tone_plan = "cn"
-
-[[span]]
-span = 1
-name = "analog-card-1"
-kind = "analog"
-
-[[channels]]
-channels = "1-4"
-span = 1
-port = "fxs"
-callerid = "fsk"
-
-[[channels]]
-channels = "5-6"
-span = 1
-port = "fxo"
-callerid = "fsk"
-busy_detect = true
-answer_on_polarity = true
-"""
+from tests.e2e.acd_stack import (ADMIN, WATCHER, AcdStack, agents_toml, cardd_toml, metrics,
+                                 queue_log, route, running, story, trunk_group, until)
+from tests.e2e.stack import CTID_SECURE_HEAD, tone_dbm0, wait
 
 # Line 5 (group co, 12345) takes the hotline's callers and dials its callbacks; line 6
 # (group co2, 12347) reaches the voicemail queue.
-CTID_TOML = CTID_SECURE_HEAD + """
-[[trunk_group]]
-name = "co"
-channels = "node1/5"
-number = "12345"
-
-[[trunk_group]]
-name = "co2"
-channels = "node1/6"
-number = "12347"
-
-[[route]]
-match = "12345"
-to = "queue:hotline"
-source = "trunk"
-
-[[route]]
-match = "12347"
-to = "queue:vm"
-source = "trunk"
-
+CTID_TOML = (CTID_SECURE_HEAD + trunk_group("co", "node1/5", "12345")
+             + trunk_group("co2", "node1/6", "12347")
+             + route("12345", "queue:hotline", "trunk") + route("12347", "queue:vm", "trunk") + """
 [acd]
 announce = "tones"
 figures_every_s = 1
@@ -101,44 +45,20 @@ name = "vm"
 members = ["1002"]
 announce = false
 overflow = ["wait>=1:voicemail:300"]
+""" + agents_toml("1001", "1002"))
 
-[[agent]]
-id = "1001"
-name = "Li Na"
-extension = "8001"
-
-[[agent]]
-id = "1002"
-name = "Wang Wei"
-extension = "8002"
-"""
-
-CLIENTS = {"admin": 'role = "admin"\n', "watcher": 'role = "observer"\n'}
+CLIENTS = {"admin": ADMIN, "watcher": WATCHER}
 LINE = 5                 # the hotline's CO line
 VM_LINE = 6
 
 
-class CallbackStack(Stack):
+class CallbackStack(AcdStack):
     def __init__(self, d):
-        with open(f"{d}/cardd-source.toml", "w") as f:
-            f.write(CARDD_TOML)
-        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
-        self.last_seq = 0
-
-    def agent(self, agent, action, device="", reason=""):
-        from hotline_proto import cti_pb2
-        r = self.client("admin").request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
-            agent=agent, action=action, device=device, reason=reason)), timeout_s=10)
-        assert r.ok, f"{action} {agent}: {r.error}"
-        self.last_seq = max(self.last_seq, r.seq)
-        return r
-
-    def mark(self):
-        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
-        return max(self.watch.mark(), self.last_seq)
+        # a callback is answered at the far side's polarity reversal, not at dialling's end
+        super().__init__(d, CTID_TOML, CLIENTS, cardd_toml(answer_on_polarity=True))
 
     def figures(self):
-        s = self.agent("", "status", device="queue:hotline").status
+        s = self.agent("admin", "", "status", device="queue:hotline").status
         return tuple(int(s[f"callbacks_{k}"]) for k in
                      ("requested", "completed", "failed", "abandoned", "pending"))
 
@@ -148,34 +68,13 @@ class CallbackStack(Stack):
         plans = self.get(LINE, "plans") or {}
         self.sim("set", channel=LINE, attr="plans", value={**plans, number: full})
 
-    def queue_log(self, event):
-        from ctid.storage import Store
-        store = Store(f"sqlite:///{self.d}/run/hotline.db")
-        try:
-            rows = [r for r in store.rows("queue_log") if r["event"] == event]
-        finally:
-            store.close()
-        for r in rows:
-            if isinstance(r["data"], str):
-                r["data"] = json.loads(r["data"])
-        return rows
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = CallbackStack(str(tmp_path_factory.mktemp("acd-callbacks-e2e")))
-    s.start()
-    try:
-        watcher = s.client("watcher")
-        ready(s, watcher, limit=40)
-        s.watch = Watch(watcher)
-        wait(lambda: watcher.last_heartbeat, "the subscription", s)
-        for ch in (1, 2, 3, 4):                   # agents answer 0.5 s into the first ring
-            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
-        s.agent("1001", "login", device="ext:8001", reason="not_ready")
+    with running(CallbackStack(str(tmp_path_factory.mktemp("acd-callbacks-e2e"))),
+                 answering=(1, 2, 3, 4)) as s:     # agents answer 0.5 s into the first ring
+        s.agent("admin", "1001", "login", device="ext:8001", reason="not_ready")
         yield s
-    finally:
-        s.stop()
 
 
 def register_callback(stack, caller):
@@ -204,7 +103,7 @@ def test_a_callback_is_dialled_when_an_agent_answers_and_completed_when_the_cust
     entry, mark = register_callback(stack, caller)
     assert stack.figures() == (1, 0, 0, 0, 1)
 
-    stack.agent("1001", "ready")
+    stack.agent("admin", "1001", "ready")
     delivered = until(stack, mark, "Delivered", device="ext:8001")
     back = delivered.call_id                         # the call back: a call of its own
     assert back != entry and delivered.data["callback"] == entry
@@ -225,17 +124,17 @@ def test_a_callback_is_dialled_when_an_agent_answers_and_completed_when_the_cust
     until(stack, mark, "CallCleared", call_id=back)
     wait(lambda: stack.get(LINE, "state") == "idle", "the CO line released", stack)
     until(stack, mark, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
-    wait(lambda: [r["data"]["attempt"] for r in stack.queue_log("CALLBACK_CONNECT")] == [1],
+    wait(lambda: [r["data"]["attempt"] for r in queue_log(stack, "CALLBACK_CONNECT")] == [1],
          "CALLBACK_CONNECT in the queue log", stack, limit=10)
 
 
 def test_a_busy_customer_is_retried_then_given_up_and_never_counted_completed(stack):
     caller = "13922223333"
     stack.far_side(caller, busy=True)
-    stack.agent("1001", "not_ready")
+    stack.agent("admin", "1001", "not_ready")
     entry, mark = register_callback(stack, caller)
     assert stack.figures() == (2, 1, 0, 0, 1)
-    stack.agent("1001", "ready")
+    stack.agent("admin", "1001", "ready")
 
     first = until(stack, mark, "Delivered", device="ext:8001").call_id
     until(stack, mark, "CallCleared", call_id=first, what="the busy attempt ending")
@@ -250,19 +149,18 @@ def test_a_busy_customer_is_retried_then_given_up_and_never_counted_completed(st
     assert stack.figures() == (2, 1, 2, 1, 0)        # no attempts left: given up
 
     def logged():
-        retry = [r for r in stack.queue_log("CALLBACK_RETRY") if r["call"] == entry]
-        gone = [r for r in stack.queue_log("CALLBACK_ABANDONED") if r["call"] == entry]
+        retry = [r for r in queue_log(stack, "CALLBACK_RETRY") if r["call"] == entry]
+        gone = [r for r in queue_log(stack, "CALLBACK_ABANDONED") if r["call"] == entry]
         return retry and gone and (retry, gone)
     retry, gone = wait(logged, "CALLBACK_RETRY and CALLBACK_ABANDONED in the queue log", stack)
     assert [r["data"]["attempt"] for r in retry] == [2] and gone[0]["data"]["attempts"] == 2
-    failed = [r for r in stack.queue_log("CALLBACK_FAILED") if r["call"] == entry]
+    failed = [r for r in queue_log(stack, "CALLBACK_FAILED") if r["call"] == entry]
     assert [r["data"]["attempt"] for r in failed] == [1, 2]
     assert all("cleared" in r["data"]["reason"] for r in failed)
     assert retry[0]["time"] - failed[0]["time"] < 0.5
     # the retry waited callback_retry_s (2 s) before it reached the agent again
     assert second.time - failed[0]["time"] >= 2.0
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics",
-                                  timeout=5).read().decode()
+    text = metrics(stack)
     for outcome, n in (("requested", 2), ("completed", 1), ("failed", 2), ("abandoned", 1)):
         assert (f'hotline_ctid_acd_queue_events_total{{event="callback_{outcome}",'
                 f'queue="hotline"}} {n}.0') in text, outcome
@@ -287,7 +185,7 @@ def test_a_caller_overflowing_to_voicemail_leaves_a_message_in_a_wav_file(stack)
     stack.do(VM_LINE, "press", digits="#")
     until(stack, mark, "CallCleared", call_id=call, what="the line cleared after '#'")
 
-    rows = wait(lambda: [r for r in stack.queue_log("VOICEMAIL") if r["call"] == call],
+    rows = wait(lambda: [r for r in queue_log(stack, "VOICEMAIL") if r["call"] == call],
                 "VOICEMAIL in the queue log", stack, limit=10)
     data = rows[0]["data"]
     assert data["mailbox"] == "300" and data["ok"] is True

@@ -12,87 +12,19 @@ the realtime clock; it records what chosen ports hear and takes orders on a cont
 """
 import os
 import time
-import urllib.request
 
 import pytest
 
-from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, wait
+from tests.e2e.acd_stack import (ADMIN, AGENT1, EXT_ROUTE, WATCHER, AcdStack, agents_toml, cardd_toml,
+                                 cdrs, heard, metrics, moh_file, queue_log, route, running, speak,
+                                 story, trunk_group, tts_file, until)
+from tests.e2e.stack import CTID_SECURE_HEAD, wait
 
-PRI_SPAN = 2
+CARDD_TOML = cardd_toml(pri=True)
 
-CARDD_TOML = """
-[node]
-name = "node1"
-run_dir = "run"
-
-[backend]
-type = "sim"
-endpoint = "ipc://run/ctisim-cards.sock"
-
-[bus]
-events = "ipc://run/cardd-events.sock"
-commands = "ipc://run/cardd-commands.sock"
-
-[media]
-law = "alaw"
-tone_plan = "cn"
-
-[[span]]
-span = 1
-name = "analog-card-1"
-kind = "analog"
-
-[[channels]]
-channels = "1-4"
-span = 1
-port = "fxs"
-callerid = "fsk"
-
-[[channels]]
-channels = "5-6"
-span = 1
-port = "fxo"
-callerid = "fsk"
-busy_detect = true
-
-[[span]]
-span = 2
-name = "pri-1"
-kind = "e1"
-signaling = "pri_cpe"
-switchtype = "euroisdn_e1"
-framing = "ccs"
-coding = "hdb3"
-crc4 = true
-channels = "32-46,48-62"
-"""
-
-
-# ---- the stack ----------------------------------------------------------------------------------
-CTID_TOML = CTID_SECURE_HEAD + """
-[[trunk_group]]
-name = "co"
-channels = "node1/5-6"
-number = "12345"
-
-[[trunk_group]]
-name = "pri"
-channels = ["node1/32-46", "node1/48-62"]
-
-[[route]]
-match = "8XXX"
-to = "ext:"
-
-[[route]]
-match = "12345"
-to = "queue:hotline"
-source = "trunk"
-
-[[route]]
-match = "12346"
-to = "queue:triage"
-source = "trunk"
-
+CTID_TOML = (CTID_SECURE_HEAD + trunk_group("co", "node1/5-6", "12345")
+             + trunk_group("pri", ["node1/32-46", "node1/48-62"]) + EXT_ROUTE
+             + route("12345", "queue:hotline", "trunk") + route("12346", "queue:triage", "trunk") + """
 [acd]
 announce = "tts"
 figures_every_s = 2
@@ -119,134 +51,21 @@ name = "backup"
 members = ["1003"]
 wrapup_s = 1
 announce = false
-
-[[agent]]
-id = "1001"
-name = "Li Na"
-extension = "8001"
-
-[[agent]]
-id = "1002"
-name = "Wang Wei"
-extension = "8002"
-
-[[agent]]
-id = "1003"
-name = "Zhao Lei"
-extension = "8004"
-
-[[agent]]
-id = "9001"
-name = "Chen Jing"
-extension = "8003"
-supervisor = true
-"""
+""" + agents_toml("1001", "1002", "1003", "9001"))
 
 CLIENTS = {
-    "agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\n',
+    "agent1": AGENT1,
     "sup": 'role = "supervisor"\ndevices = ["ext:8003"]\nagents = ["*"]\nqueues = ["*"]\n',
-    "admin": 'role = "admin"\n',
-    "watcher": 'role = "observer"\n',
+    "admin": ADMIN,
+    "watcher": WATCHER,
 }
-
-
-class AcdStack(Stack):
-    ctid_args = ("--log-level", "DEBUG") if os.environ.get("ACD_E2E_DEBUG") else ()
-
-    def __init__(self, d):
-        with open(f"{d}/cardd-source.toml", "w") as f:
-            f.write(CARDD_TOML)
-        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
-        self.last_seq = 0
-
-    def pri_call(self, channel, number, ani):
-        self.sim("pri", span=PRI_SPAN, action="listen", args={"channel": channel, "quiet": True})
-        self.sim("pri", span=PRI_SPAN, action="call",
-                 args={"number": number, "ani": ani, "channel": channel})
-
-    def agent(self, client, agent, action, device="", reason="", ok=True):
-        from hotline_proto import cti_pb2
-        r = self.client(client).request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
-            agent=agent, action=action, device=device, reason=reason)), timeout_s=10)
-        if ok:
-            assert r.ok, f"{client}: {action} {agent}: {r.error}"
-        self.last_seq = max(self.last_seq, r.seq)
-        return r
-
-    def mark(self):
-        """The seq of the last event published so far (as the last reply reported it)."""
-        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
-        return max(self.watch.mark(), self.last_seq)
-
-
-class Watch:
-    """Every event the watcher (an observer) sees, in seq order."""
-
-    def __init__(self, client):
-        self.client = client
-        self.items = []
-
-    def pump(self):
-        self.items += self.client.poll(10)
-
-    @property
-    def events(self):
-        from hotline_proto import cti_pb2
-        return [i for i in self.items if isinstance(i, cti_pb2.Event)
-                and i.name not in ("SystemStatus", "QueueStatistics")]
-
-    def since(self, mark):
-        return [e for e in self.events if e.seq > mark]
-
-    def mark(self):
-        from hotline_proto import cti_pb2
-        return max((i.seq for i in self.items if isinstance(i, cti_pb2.Event)
-                    and i.name != "SystemStatus"), default=0)
-
-    def find(self, mark, name, **fields):
-        for e in self.since(mark):
-            if e.name == name and all(getattr(e, k) == v for k, v in fields.items()):
-                return e
-        return None
-
-
-def until(stack, mark, name, what="", limit=20.0, **fields):
-    return wait(lambda: stack.watch.find(mark, name, **fields),
-                what or f"{name} {fields}", stack, limit=limit, step=0.02)
-
-
-def story(stack, mark, call_id, agents=()):
-    """(name, device or agent state) of the events about `call_id` or `agents`, in order."""
-    out = []
-    for e in stack.watch.since(mark):
-        if e.agent_state and e.agent in agents:
-            out.append((e.name, f"{e.agent}:{e.agent_state}"))
-        elif e.call_id == call_id and not e.agent_state:
-            out.append((e.name, e.device))
-    return out
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = AcdStack(str(tmp_path_factory.mktemp("acd-e2e")))
-    s.start()
-    try:
-        watcher = s.client("watcher")
-        ready(s, watcher, limit=40)
-        s.watch = Watch(watcher)
-        wait(lambda: watcher.last_heartbeat, "the subscription", s)
-        wait(lambda: s.sim("pri", span=PRI_SPAN, action="_check_dchannel_up"),
-             "the PRI D-channel up", s)
-        for ch in (1, 2, 3, 4):                   # agents answer 0.5 s into the first ring
-            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
+    s = AcdStack(str(tmp_path_factory.mktemp("acd-e2e")), CTID_TOML, CLIENTS, CARDD_TOML)
+    with running(s, answering=(1, 2, 3, 4), pri=True):   # agents answer 0.5 s into the first ring
         yield s
-    finally:
-        s.stop()
-
-
-def tts_file(stack, text):
-    from ivr.tts import Tts
-    return str(Tts(f"{stack.d}/run/acd/tts-cache").path_for(text, "zh"))
 
 
 def test_agents_log_in_and_bad_requests_get_clear_errors(stack):
@@ -286,7 +105,7 @@ def test_agents_log_in_and_bad_requests_get_clear_errors(stack):
 def test_a_pri_caller_queues_hears_music_and_the_position_then_an_agent_answers(stack):
     from ctid.acd_service.audio import PHRASES
     from ivr.speech import say_number
-    music = f"{stack.d}/run/acd/moh-default.wav"
+    music = moh_file(stack)
     words = [PHRASES["zh"][0], say_number(1).text, PHRASES["zh"][1], PHRASES["zh"][2],
              say_number(3).text, PHRASES["zh"][3]]
     # ctid renders the announcement's fragments at start, off the call path
@@ -302,13 +121,11 @@ def test_a_pri_caller_queues_hears_music_and_the_position_then_an_agent_answers(
     assert queued.calling == "13800138000" and queued.data["dnis"] == "12345"
     assert queued.data["queue_position"] == "1" and queued.data["expected_wait_s"] == "180"
 
-    def heard(file, **args):
-        stack.sim("save", channel=33, path=f"{stack.d}/heard-33.npy")     # for a failure report
-        return stack.sim("measure", channel=33, args={"file": file, **args})["prompt_at"] >= 0
-    wait(lambda: heard(music, head_s=0.9), "the caller hearing the music", stack,
+    wait(lambda: heard(stack, 33, music, head_s=0.9), "the caller hearing the music", stack,
          limit=10, step=0.5)
     # "您现在排在第" "一" ... : the caller's place, spoken (the expected wait follows)
-    wait(lambda: heard(tts_file(stack, words[0])) and heard(tts_file(stack, words[1])),
+    wait(lambda: heard(stack, 33, tts_file(stack, words[0]))
+         and heard(stack, 33, tts_file(stack, words[1])),
          "the caller hearing '您现在排在第一位'", stack, limit=15, step=0.5)
 
     stack.agent("agent1", "1001", "ready")
@@ -448,33 +265,26 @@ def test_a_supervisor_whisper_is_heard_by_the_agent_and_not_by_the_caller(stack)
     sup = until(stack, mark, "Established", device="ext:8003")
     assert sup.call_id != call and sup.data["supervise"] == call and sup.data["mode"] == "whisper"
     time.sleep(0.3)                                 # the conference is set up on the next tick
-
-    def speak(channel, hz):
-        stack.sim("record", channels=[38, 1, 3])
-        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
-        time.sleep(1.4)
-        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (38, 1, 3)}
-
-    heard = speak(3, 1400.0)                        # the supervisor whispers
+    ears = (38, 1, 3)                               # the caller, the agent, the supervisor
+    heard = speak(stack, 3, 1400.0, ears)                        # the supervisor whispers
     assert heard[1] > -20.0, heard                  # the agent hears it
     assert heard[38] < -50.0, heard                 # the caller does not
     stack.agent("sup", "1001", "supervise", device="ext:8003", reason="barge")
     time.sleep(0.2)
-    heard = speak(3, 1400.0)
+    heard = speak(stack, 3, 1400.0, ears)
     assert heard[1] > -20.0 and heard[38] > -20.0, heard     # barge: both hear the supervisor
-    heard = speak(1, 1000.0)                        # the agent talks: the supervisor hears it
+    heard = speak(stack, 1, 1000.0, ears)                        # the agent talks: the supervisor hears it
     assert heard[38] > -20.0 and heard[3] > -20.0, heard
     stack.do(3, "on_hook")                          # the supervisor leaves
     until(stack, mark, "CallCleared", call_id=sup.call_id)
     time.sleep(0.2)
-    heard = speak(1, 1000.0)                        # caller and agent are bridged again
+    heard = speak(stack, 1, 1000.0, ears)                        # caller and agent are bridged again
     assert heard[38] > -20.0, heard
     stack.do(1, "on_hook")
     until(stack, mark, "CallCleared", call_id=call)
 
 
 def test_figures_reach_cti_clients_metrics_and_the_queue_log(stack):
-    from ctid.storage import Store
     from hotline_proto import cti_pb2
 
     def stats():
@@ -485,21 +295,17 @@ def test_figures_reach_cti_clients_metrics_and_the_queue_log(stack):
     last = wait(stats, "QueueStatistics for the hotline", stack, limit=10)
     assert last.data["abandoned"] == "0" and last.data["service_level"] != ""
     assert int(last.data["agents.ready"]) + int(last.data["agents.after_call_work"]) >= 1
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics",
-                                  timeout=5).read().decode()
+    text = metrics(stack)
     assert 'hotline_ctid_acd_queue_events_total{event="rona",queue="hotline"} 1.0' in text
     assert 'hotline_ctid_acd_queue_events_total{event="overflowed",queue="triage"} 1.0' in text
     assert 'hotline_ctid_acd_queue_events_total{event="transferred",queue="hotline"} 1.0' in text
     assert 'hotline_ctid_acd_waiting{queue="hotline"} 0.0' in text
-    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
-    try:
-        def rows():
-            got = {r["event"] for r in store.rows("queue_log")}
-            return {"ENTERQUEUE", "CONNECT", "RINGNOANSWER", "TRANSFER", "OVERFLOW", "SUPERVISE",
-                    "COMPLETE", "AGENTLOGIN"} <= got and got
-        wait(rows, "the queue log in SQLite", stack, limit=10)
-        cdrs = store.cdrs()
-        assert {c["outcome"] for c in cdrs} >= {"answered"}
-        assert any(leg["device"] == "queue:hotline" for c in cdrs for leg in c["legs"])
-    finally:
-        store.close()
+
+    def rows():
+        got = {r["event"] for r in queue_log(stack)}
+        return {"ENTERQUEUE", "CONNECT", "RINGNOANSWER", "TRANSFER", "OVERFLOW", "SUPERVISE",
+                "COMPLETE", "AGENTLOGIN"} <= got and got
+    wait(rows, "the queue log in SQLite", stack, limit=10)
+    records = cdrs(stack)
+    assert {c["outcome"] for c in records} >= {"answered"}
+    assert any(leg["device"] == "queue:hotline" for c in records for leg in c["legs"])

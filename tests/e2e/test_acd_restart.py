@@ -9,75 +9,18 @@ answer). A caller on a CO line waiting in 'sales' with nobody ready survives a k
 music comes back, and when 1002 goes ready the caller is delivered and both hear each other."""
 import json
 import os
-import signal
 import time
 
 import pytest
 
 from hotline_proto import cti_pb2
-from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, wait
+from tests.e2e.acd_stack import (ADMIN, EXT_ROUTE, AcdStack, agents_toml, heard, moh_file, route,
+                                 running, speak, trunk_group)
+from tests.e2e.stack import CTID_SECURE_HEAD, ready, wait
 
-CARDD_TOML = """
-[node]
-name = "node1"
-run_dir = "run"
-
-[backend]
-type = "sim"
-endpoint = "ipc://run/ctisim-cards.sock"
-
-[bus]
-events = "ipc://run/cardd-events.sock"
-commands = "ipc://run/cardd-commands.sock"
-
-[media]
-law = "alaw"
-tone_plan = "cn"
-
-[[span]]
-span = 1
-name = "analog-card-1"
-kind = "analog"
-
-[[channels]]
-channels = "1-4"
-span = 1
-port = "fxs"
-callerid = "fsk"
-
-[[channels]]
-channels = "5-6"
-span = 1
-port = "fxo"
-callerid = "fsk"
-busy_detect = true
-"""
-
-CTID_TOML = CTID_SECURE_HEAD + """
-[[trunk_group]]
-name = "co"
-channels = "node1/5"
-number = "12345"
-
-[[trunk_group]]
-name = "co2"
-channels = "node1/6"
-number = "12346"
-
-[[route]]
-match = "8XXX"
-to = "ext:"
-
-[[route]]
-match = "12345"
-to = "queue:support"
-source = "trunk"
-
-[[route]]
-match = "12346"
-to = "queue:sales"
-source = "trunk"
-
+CTID_TOML = (CTID_SECURE_HEAD + trunk_group("co", "node1/5", "12345")
+             + trunk_group("co2", "node1/6", "12346") + EXT_ROUTE
+             + route("12345", "queue:support", "trunk") + route("12346", "queue:sales", "trunk") + """
 [acd]
 announce = "tones"
 figures_every_s = 2
@@ -96,41 +39,21 @@ name = "sales"
 members = ["1002"]
 announce = false
 rona_s = 30
+""" + agents_toml("1001", "1002"))
 
-[[agent]]
-id = "1001"
-name = "Li Na"
-extension = "8001"
-
-[[agent]]
-id = "1002"
-name = "Wang Wei"
-extension = "8002"
-"""
-
-CLIENTS = {"admin": 'role = "admin"\n'}
+CLIENTS = {"admin": ADMIN}
 CUSTOMER = "13911112222"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("acd-restart"))
-    with open(f"{d}/cardd-source.toml", "w") as f:
-        f.write(CARDD_TOML)
-    s = Stack(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
-    s.start()
-    try:
-        ready(s, s.client("admin"), limit=40)
+    with running(AcdStack(str(tmp_path_factory.mktemp("acd-restart")), CTID_TOML, CLIENTS),
+                 watcher=None) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def agent(stack, agent_id, action, device="", reason=""):
-    r = stack.client("admin").request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
-        agent=agent_id, action=action, device=device, reason=reason)), timeout_s=10)
-    assert r.ok, f"{action} {agent_id}: {r.error}"
-    return r.status
+    return stack.agent("admin", agent_id, action, device, reason).status
 
 
 def saved(stack):
@@ -170,9 +93,7 @@ def test_agents_and_a_promised_callback_survive_a_clean_stop_and_a_kill(stack):
     # the ACD starts once cardd is in step (a moment after ctid answers)
     wait(lambda: what_ctid_says(stack) == BEFORE, lambda: f"{what_ctid_says(stack)}", stack)
 
-    child = stack.procs.children["ctid"]                         # SIGKILL: no goodbye
-    child.popen.send_signal(signal.SIGKILL)
-    child.popen.wait(15)
+    stack.kill_ctid()                                            # SIGKILL: no goodbye
     stack.start_ctid()
     ready(stack, stack.client("admin"))
     # the ACD starts once cardd is in step (a moment after ctid answers)
@@ -194,9 +115,7 @@ def test_agents_and_a_promised_callback_survive_a_clean_stop_and_a_kill(stack):
     # stays reserved for it (a ring sent before the resync would fail: ring no answer)
     wait(lambda: (s := saved(stack)) and s["agents"][0]["state"] == "ready"
          and s["callbacks"][0]["front"], "the ringing callback saved at the head", stack)
-    child = stack.procs.children["ctid"]
-    child.popen.send_signal(signal.SIGKILL)
-    child.popen.wait(15)
+    stack.kill_ctid()
     stack.start_ctid()
     ready(stack, stack.client("admin"))
     wait(lambda: agent(stack, "1001", "status")["agent_state"] in ("reserved", "ringing"),
@@ -213,26 +132,20 @@ CALLER = "13800001111"
 
 def test_a_caller_waiting_in_a_queue_survives_a_kill_and_is_answered(stack):
     agent(stack, "1002", "not_ready", reason="meeting")         # logged in at 8001 above
-    music = f"{stack.d}/run/acd/moh-default.wav"
+    music = moh_file(stack)
     stack.do(6, "ring", caller_id=CALLER)                        # CO line to 12346: sales
     wait(lambda: agent(stack, "", "status", device="queue:sales")["waiting"] == "1",
          "the caller waiting in sales", stack, limit=30)
     wait(lambda: (s := saved(stack)) and [w["line"] for w in s.get("waiting", [])]
          == ["trunk:node1/6"], "the waiting caller in the state file", stack)
 
-    child = stack.procs.children["ctid"]
-    child.popen.send_signal(signal.SIGKILL)
-    child.popen.wait(15)
+    stack.kill_ctid()
     stack.sim("record", channels=[6])                            # from the kill on
     stack.start_ctid()
     ready(stack, stack.client("admin"))
     wait(lambda: agent(stack, "", "status", device="queue:sales")["waiting"] == "1",
          "the caller back in sales", stack, limit=15)
-
-    def heard(file, **args):
-        stack.sim("save", channel=6, path=f"{stack.d}/heard-6.npy")     # for a failure report
-        return stack.sim("measure", channel=6, args={"file": file, **args})["prompt_at"] >= 0
-    wait(lambda: heard(music, head_s=0.9), "the caller hearing the music again", stack,
+    wait(lambda: heard(stack, 6, music, head_s=0.9), "the caller hearing the music again", stack,
          limit=15, step=0.5)
 
     stack.sim("set", channel=1, attr="answer_after_rings", value=1)
@@ -240,15 +153,8 @@ def test_a_caller_waiting_in_a_queue_survives_a_kill_and_is_answered(stack):
     wait(lambda: agent(stack, "1002", "status")["agent_state"] == "busy",
          lambda: f"1002 on the restored call: {agent(stack, '1002', 'status')}", stack, limit=20)
     time.sleep(0.3)
-
-    def speak(channel, hz):
-        stack.sim("record", channels=[6, 1])
-        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
-        time.sleep(1.4)
-        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (6, 1)}
-
-    assert speak(6, 1000.0)[1] > -25.0                           # the agent hears the caller
-    assert speak(1, 1400.0)[6] > -25.0                           # and the caller the agent
+    assert speak(stack, 6, 1000.0, (6, 1))[1] > -25.0            # the agent hears the caller
+    assert speak(stack, 1, 1400.0, (6, 1))[6] > -25.0            # and the caller the agent
     support = agent(stack, "", "status", device="queue:sales")
     assert support["waiting"] == "0" and support["answered"] == "1"
     stack.do(1, "on_hook")

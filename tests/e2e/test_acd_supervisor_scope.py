@@ -6,33 +6,26 @@ import json
 
 import pytest
 
-from tests.e2e.stack import Stack, ready, wait
+from tests.e2e.acd_stack import ADMIN, AcdStack, running
+from tests.e2e.stack import wait
 from tests.e2e.test_acd_calls import CARDD_TOML, CTID_TOML
 
 CLIENTS = {
     "hotline-lead": 'role = "supervisor"\ndevices = ["ext:8003"]\nqueues = ["hotline"]\n',
-    "admin": 'role = "admin"\n',
+    "admin": ADMIN,
 }
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("acd-scope-e2e"))
-    with open(f"{d}/cardd-source.toml", "w") as f:
-        f.write(CARDD_TOML)
-    s = Stack(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
-    s.start()
-    try:
-        ready(s, s.client("admin"), limit=40)
+    s = AcdStack(str(tmp_path_factory.mktemp("acd-scope-e2e")), CTID_TOML, CLIENTS, CARDD_TOML)
+    with running(s, watcher=None):
         yield s
-    finally:
-        s.stop()
 
 
 def agent(stack, client, agent_id, action, device="", reason=""):
-    from hotline_proto import cti_pb2
-    return stack.client(client).request(cti_pb2.Request(agent=cti_pb2.AgentRequest(
-        agent=agent_id, action=action, device=device, reason=reason)), timeout_s=10)
+    """The reply, success or not (the test asserts which)."""
+    return stack.agent(client, agent_id, action, device, reason, ok=False)
 
 
 def test_a_hotline_lead_forces_hotline_agents_and_not_the_backup_queues(stack):

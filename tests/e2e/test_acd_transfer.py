@@ -9,60 +9,13 @@ import time
 
 import pytest
 
-from tests.e2e.stack import CTID_SECURE_HEAD, Stack, ready, wait
-from tests.e2e.test_acd_calls import Watch, story, until
+from tests.e2e.acd_stack import (ADMIN, AGENT1, EXT_ROUTE, WATCHER, AcdStack, agents_toml, cdrs,
+                                 heard, moh_file, queue_log, route, running, speak, story,
+                                 trunk_group, until)
+from tests.e2e.stack import CTID_SECURE_HEAD, wait
 
-CARDD_TOML = """
-[node]
-name = "node1"
-run_dir = "run"
-
-[backend]
-type = "sim"
-endpoint = "ipc://run/ctisim-cards.sock"
-
-[bus]
-events = "ipc://run/cardd-events.sock"
-commands = "ipc://run/cardd-commands.sock"
-
-[media]
-law = "alaw"
-tone_plan = "cn"
-
-[[span]]
-span = 1
-name = "analog-card-1"
-kind = "analog"
-
-[[channels]]
-channels = "1-4"
-span = 1
-port = "fxs"
-callerid = "fsk"
-
-[[channels]]
-channels = "5-6"
-span = 1
-port = "fxo"
-callerid = "fsk"
-busy_detect = true
-"""
-
-CTID_TOML = CTID_SECURE_HEAD + """
-[[trunk_group]]
-name = "co"
-channels = "node1/5-6"
-number = "12345"
-
-[[route]]
-match = "8XXX"
-to = "ext:"
-
-[[route]]
-match = "12345"
-to = "queue:hotline"
-source = "trunk"
-
+CTID_TOML = (CTID_SECURE_HEAD + trunk_group("co", "node1/5-6", "12345") + EXT_ROUTE
+             + route("12345", "queue:hotline", "trunk") + """
 [acd]
 figures_every_s = 60
 reconcile_every_s = 2
@@ -78,66 +31,24 @@ name = "billing"
 members = ["1003"]
 wrapup_s = 1
 announce = false
+""" + agents_toml("1001", "1003", login=("1001",)))
 
-[[agent]]
-id = "1001"
-name = "Li Na"
-extension = "8001"
-login = true
-
-[[agent]]
-id = "1003"
-name = "Zhao Lei"
-extension = "8004"
-"""
-
-CLIENTS = {
-    "agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\n',
-    "admin": 'role = "admin"\n',
-    "watcher": 'role = "observer"\n',
-}
+CLIENTS = {"agent1": AGENT1, "admin": ADMIN, "watcher": WATCHER}
 CALLER = "13800138000"
-
-
-class TransferStack(Stack):
-    def __init__(self, d):
-        with open(f"{d}/cardd-source.toml", "w") as f:
-            f.write(CARDD_TOML)
-        super().__init__(d, f"{d}/cardd-source.toml", CTID_TOML, CLIENTS)
-        self.last_seq = 0
-
-    def request(self, client, **kind):
-        from hotline_proto import cti_pb2
-        r = self.client(client).request(cti_pb2.Request(**kind), timeout_s=10)
-        self.last_seq = max(self.last_seq, r.seq)
-        return r
-
-    def agent(self, client, agent, action, device="", reason=""):
-        from hotline_proto import cti_pb2
-        r = self.request(client, agent=cti_pb2.AgentRequest(agent=agent, action=action,
-                                                            device=device, reason=reason))
-        assert r.ok, f"{client}: {action} {agent}: {r.error}"
-        return r
-
-    def mark(self):
-        wait(lambda: self.watch.mark() >= self.last_seq, "the events of the last request", self)
-        return max(self.watch.mark(), self.last_seq)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = TransferStack(str(tmp_path_factory.mktemp("acd-transfer-e2e")))
-    s.start()
-    try:
-        watcher = s.client("watcher")
-        ready(s, watcher, limit=40)
-        s.watch = Watch(watcher)
-        wait(lambda: watcher.last_heartbeat, "the subscription", s)
-        for ch in (1, 4):                         # agents answer 0.5 s into the first ring
-            s.sim("set", channel=ch, attr="answer_after_rings", value=1)
+    s = AcdStack(str(tmp_path_factory.mktemp("acd-transfer-e2e")), CTID_TOML, CLIENTS)
+    with running(s, answering=(1, 4)):              # agents answer 0.5 s into the first ring
         yield s
-    finally:
-        s.stop()
+
+
+def caller_and_1003_hear_each_other(stack):
+    ears = speak(stack, 5, 1000.0, (5, 4))          # the caller speaks: 1003 hears it
+    assert ears[4] > -25.0, ears
+    ears = speak(stack, 4, 1400.0, (5, 4))          # 1003 speaks: the caller hears it
+    assert ears[5] > -25.0, ears
 
 
 def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
@@ -171,12 +82,10 @@ def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
 
     # the caller hears billing's music on hold: some 0.4 s stretch of its first 3 s, code
     # for code (a late tick of the realtime clock on a loaded machine garbles a block or two)
-    music = f"{stack.d}/run/acd/moh-default.wav"
+    music = moh_file(stack)
 
     def hears_music():
-        stack.sim("save", channel=5, path=f"{stack.d}/heard-5.npy")     # for a failure report
-        return any(stack.sim("measure", channel=5, args={
-            "file": music, "skip_s": k * 0.4, "head_s": 0.4})["prompt_at"] >= 0 for k in range(8))
+        return any(heard(stack, 5, music, skip_s=k * 0.4, head_s=0.4) for k in range(8))
     wait(hears_music, "the caller hearing the music", stack, limit=10, step=0.5)
     until(stack, m2, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
 
@@ -187,16 +96,7 @@ def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
     until(stack, m2, "Established", device="ext:8004")
     until(stack, m2, "AgentBusy", agent="1003", agent_state="busy")
     time.sleep(0.3)                                 # the bridge is made on the next tick
-
-    def speak(channel, hz):
-        stack.sim("record", channels=[5, 4])
-        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
-        time.sleep(1.4)
-        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (5, 4)}
-    heard = speak(5, 1000.0)                        # the caller speaks: 1003 hears it
-    assert heard[4] > -25.0, heard
-    heard = speak(4, 1400.0)                        # 1003 speaks: the caller hears it
-    assert heard[5] > -25.0, heard
+    caller_and_1003_hear_each_other(stack)
 
     assert story(stack, m2, call, ["1001", "1003"]) == [
         ("Transferred", "ext:8001"),
@@ -212,22 +112,17 @@ def test_an_agent_transfers_a_caller_to_the_billing_queue(stack):
     until(stack, cleared.seq, "AgentWorkingAfterCall", agent="1003")
     stack.do(4, "on_hook")
 
-    from ctid.storage import Store
-    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
-    try:
-        def rows():
-            got = [r for r in store.rows("queue_log") if r["call"] == call
-                   and r["event"] in ("ENTERQUEUE", "CONNECT", "TRANSFER", "COMPLETE")]
-            return len(got) >= 5 and got
-        got = wait(rows, "the queue log in SQLite", stack, limit=10)
-        assert [(r["event"], r["queue"]) for r in got] == [
-            ("ENTERQUEUE", "hotline"), ("CONNECT", "hotline"), ("TRANSFER", "hotline"),
-            ("ENTERQUEUE", "billing"), ("CONNECT", "billing")] + [("COMPLETE", "billing")] * (len(got) - 5)
-        cdr = wait(lambda: next((c for c in store.cdrs() if c["call_id"] == call), None),
-                   "the CDR", stack, limit=10)
-        assert cdr["transfers"] == ["ext:8001->queue:billing"] and cdr["outcome"] == "answered"
-    finally:
-        store.close()
+    def rows():
+        got = [r for r in queue_log(stack) if r["call"] == call
+               and r["event"] in ("ENTERQUEUE", "CONNECT", "TRANSFER", "COMPLETE")]
+        return len(got) >= 5 and got
+    got = wait(rows, "the queue log in SQLite", stack, limit=10)
+    assert [(r["event"], r["queue"]) for r in got] == [
+        ("ENTERQUEUE", "hotline"), ("CONNECT", "hotline"), ("TRANSFER", "hotline"),
+        ("ENTERQUEUE", "billing"), ("CONNECT", "billing")] + [("COMPLETE", "billing")] * (len(got) - 5)
+    cdr = wait(lambda: next((c for c in cdrs(stack) if c["call_id"] == call), None),
+               "the CDR", stack, limit=10)
+    assert cdr["transfers"] == ["ext:8001->queue:billing"] and cdr["outcome"] == "answered"
 
 
 def test_an_agent_consults_the_billing_queue_then_transfers_the_caller(stack):
@@ -262,16 +157,7 @@ def test_an_agent_consults_the_billing_queue_then_transfers_the_caller(stack):
     stack.do(1, "on_hook")                          # 1001 puts the handset down
     until(stack, m2, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
     time.sleep(0.3)                                 # the bridge is made on the next tick
-
-    def speak(channel, hz):
-        stack.sim("record", channels=[5, 4])
-        stack.sim("talk", channel=channel, hz=hz, seconds=1.2, level_dbm0=-10.0)
-        time.sleep(1.4)
-        return {ch: stack.sim("measure", channel=ch, args={"hz": hz})["tone_dbm0"] for ch in (5, 4)}
-    heard = speak(5, 1000.0)                        # the caller speaks: 1003 hears it
-    assert heard[4] > -25.0, heard
-    heard = speak(4, 1400.0)                        # 1003 speaks: the caller hears it
-    assert heard[5] > -25.0, heard
+    caller_and_1003_hear_each_other(stack)
 
     story = [(e.name, f"{e.agent}:{e.agent_state}" if e.agent_state else f"{e.call_id}:{e.device}")
              for e in stack.watch.since(m2)
@@ -293,19 +179,14 @@ def test_an_agent_consults_the_billing_queue_then_transfers_the_caller(stack):
     until(stack, cleared.seq, "AgentWorkingAfterCall", agent="1003")
     stack.do(4, "on_hook")
 
-    from ctid.storage import Store
-    store = Store(f"sqlite:///{stack.d}/run/hotline.db")
-    try:
-        def rows():
-            got = [(r["call"], r["event"], r["queue"]) for r in store.rows("queue_log")
-                   if r["call"] in (call, consult) and r["event"] != "AGENT_STATE"]
-            return ("COMPLETE" in [x[1] for x in got]) and got
-        got = wait(rows, "the queue log in SQLite", stack, limit=10)
-        assert [x for x in got if x[0] == call and x[1] != "OFFER"] == [
-            (call, "ENTERQUEUE", "hotline"), (call, "CONNECT", "hotline"),
-            (call, "TRANSFER", "hotline")]
-        assert [x for x in got if x[0] == consult and x[1] != "OFFER"] == [
-            (consult, "ENTERQUEUE", "billing"), (consult, "CONNECT", "billing"),
-            (consult, "TRANSFER_IN", "billing"), (consult, "COMPLETE", "billing")]
-    finally:
-        store.close()
+    def rows():
+        got = [(r["call"], r["event"], r["queue"]) for r in queue_log(stack)
+               if r["call"] in (call, consult) and r["event"] != "AGENT_STATE"]
+        return ("COMPLETE" in [x[1] for x in got]) and got
+    got = wait(rows, "the queue log in SQLite", stack, limit=10)
+    assert [x for x in got if x[0] == call and x[1] != "OFFER"] == [
+        (call, "ENTERQUEUE", "hotline"), (call, "CONNECT", "hotline"),
+        (call, "TRANSFER", "hotline")]
+    assert [x for x in got if x[0] == consult and x[1] != "OFFER"] == [
+        (consult, "ENTERQUEUE", "billing"), (consult, "CONNECT", "billing"),
+        (consult, "TRANSFER_IN", "billing"), (consult, "COMPLETE", "billing")]

@@ -8,6 +8,7 @@ from ctid.acd_service import callbacks as cb_module
 from ctid.config import ConfigError, parse_ctid_config
 from hotline_proto import cardd_pb2
 
+from acd_helpers import CTID_BASE
 from test_acd_service import Bench, cmd, cmds, names
 
 
@@ -194,22 +195,7 @@ def test_retry_settings_are_checked(key, value, message):
         QueueConfig("q", **{key: value})
 
 
-CONFIG = """
-[ctid]
-run_dir = "{run}"
-
-[[cardd]]
-node = "node1"
-
-[[extension]]
-number = "8001"
-channel = "node1/1"
-
-[[trunk_group]]
-name = "co"
-channels = "node1/5-6"
-number = "12345"
-
+CONFIG = CTID_BASE + """
 [[queue]]
 name = "hotline"
 callback_key = "1"

@@ -6,28 +6,9 @@ import pytest
 from ctid.acd_service.service import AcdService
 from ctid.config import ConfigError, load_ctid_config, parse_ctid_config
 
+from acd_helpers import CTID_BASE as BASE  # node1, 8001, 8002, trunk group co
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-BASE = """
-[ctid]
-run_dir = "{run}"
-
-[[cardd]]
-node = "node1"
-
-[[extension]]
-number = "8001"
-channel = "node1/1"
-
-[[extension]]
-number = "8002"
-channel = "node1/2"
-
-[[trunk_group]]
-name = "co"
-channels = "node1/5-6"
-number = "12345"
-"""
 
 
 def problems(text, tmp_path):

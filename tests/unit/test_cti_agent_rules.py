@@ -4,25 +4,19 @@ admin's; an observer asks for nothing; integration reads status only. Refusals a
 and audited, through the real Authorizer and through a real CURVE CtiServer with the ACD."""
 import datetime as dt
 import json
-import queue
-import threading
 
 import pytest
-import zmq
 
 from ctid.acd import QueueConfig
 from ctid.acd_service.audio import QueueAudio
 from ctid.acd_service.service import AcdService
 from ctid.acd_service.settings import AcdSettings, AgentSettings
-from ctid.cti.auth import (AuditLog, Authorizer, Client, Refused, Scope, generate_keypair,
-                           load_keypair, load_public_key)
-from ctid.cti.client import CtiClient
-from ctid.cti.server import CtiServer, CtiSettings, serve
-from ctid.daemon import ModelService
+from ctid.cti.auth import Authorizer, Client, Refused, Scope
 from ctid.model.callmodel import CallModel
 from ctid.model.calls import ChannelRef, Device, DeviceType
 from ctid.model.routing import DialPlan, Route
-from hotline_proto import cti_pb2
+
+from acd_helpers import agent_req, curve_cti_server
 
 AGENT = Client("agent-1001", "agent", Scope(devices=("ext:8001",), agents=("1001",)))
 SUPERVISOR = Client("team-lead", "supervisor",
@@ -30,11 +24,6 @@ SUPERVISOR = Client("team-lead", "supervisor",
 ADMIN = Client("root", "admin", Scope())
 OBSERVER = Client("wallboard", "observer", Scope.everything())
 INTEGRATION = Client("crm", "integration", Scope.everything())
-
-
-def agent_req(agent="1001", action="ready", device="", reason=""):
-    return cti_pb2.Request(agent=cti_pb2.AgentRequest(agent=agent, action=action,
-                                                      device=device, reason=reason))
 
 
 def refusal(client, **kw):
@@ -129,36 +118,8 @@ def acd_server(tmp_path):
                audio=QueueAudio(f"{d}/acd", announce="tones")).attach(m)
     keys = {"agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\n',
             "lead": 'role = "supervisor"\ndevices = ["ext:8003"]\nagents = ["100*"]\n'}
-    _, server_pub, server_sec = generate_keypair(d, "ctid")
-    entries = []
-    for name, rest in keys.items():
-        public, _, _ = generate_keypair(d, name)
-        entries.append(f'[clients.{name}]\nkey = "{public}"\n{rest}')
-    (tmp_path / "keys.toml").write_text("\n".join(entries))
-    ctx = zmq.Context()
-    settings = CtiSettings(events=f"ipc://{d}/ev.sock", requests=f"ipc://{d}/rq.sock",
-                           server_key=server_sec, keys=f"{d}/keys.toml", heartbeat_s=0.2)
-    server = CtiServer(ctx, settings, ModelService(m), audit=AuditLog(f"{d}/audit.log")).open()
-    stop = threading.Event()
-    t = threading.Thread(target=serve, args=(server, stop), kwargs={"tasks": queue.Queue()},
-                         daemon=True)
-    t.start()
-    clients = []
-
-    def client(name):
-        c = CtiClient(settings.events, settings.requests, ctx=ctx, request_timeout_s=3.0,
-                      server_key=load_public_key(server_pub),
-                      keypair=load_keypair(f"{d}/{name}.key_secret"))
-        clients.append(c)
-        return c
-
-    yield client, m, d
-    for c in clients:
-        c.close()
-    stop.set()
-    t.join(5)
-    server.close()
-    ctx.term()
+    with curve_cti_server(tmp_path, m, keys) as (client, _):
+        yield client, m, d
 
 
 def test_over_the_socket_an_agent_cannot_supervise_and_the_refusal_is_audited(acd_server):

@@ -4,25 +4,21 @@ and nobody else; refusals name what is outside the scope and are audited. Throug
 CURVE CtiServer with the call model and the ACD behind it."""
 import datetime as dt
 import json
-import queue
-import threading
 
 import pytest
-import zmq
 
 from ctid.acd import QueueConfig
 from ctid.acd_service.audio import QueueAudio
 from ctid.acd_service.service import AcdService
 from ctid.acd_service.settings import AcdSettings, AgentSettings
-from ctid.cti.auth import (AuditLog, Authorizer, Client, Refused, Scope, generate_keypair,
-                           load_keypair, load_public_key)
-from ctid.cti.client import CtiClient
-from ctid.cti.server import CtiServer, CtiSettings, serve
+from ctid.cti.auth import Authorizer, Client, Refused, Scope
 from ctid.daemon import ModelService
 from ctid.model.callmodel import CallModel
 from ctid.model.calls import ChannelRef, Device, DeviceType
 from ctid.model.routing import DialPlan, Route
 from hotline_proto import cti_pb2
+
+from acd_helpers import agent_req, curve_cti_server
 
 KEYS = {
     "lead": 'role = "supervisor"\ndevices = ["ext:8003"]\nqueues = ["hotline"]\n',
@@ -31,11 +27,6 @@ KEYS = {
     "agent1": 'role = "agent"\ndevices = ["ext:8001"]\nagents = ["1001"]\nqueues = ["hotline"]\n',
     "wallboard": 'role = "integration"\nqueues = ["hotline"]\n',
 }
-
-
-def agent_req(agent, action, device="", reason=""):
-    return cti_pb2.Request(agent=cti_pb2.AgentRequest(agent=agent, action=action,
-                                                      device=device, reason=reason))
 
 
 def devices():
@@ -55,41 +46,8 @@ def stack(tmp_path):
               QueueConfig("sales", skills={"cantonese": 1})]          # members by skill
     acd = AcdService(queues, agents, AcdSettings(announce="tones", figures_every_s=1e6),
                      audio=QueueAudio(f"{d}/acd", announce="tones")).attach(m)
-    _, server_pub, server_sec = generate_keypair(d, "ctid")
-    entries = []
-    for name, rest in KEYS.items():
-        public, _, _ = generate_keypair(d, name)
-        entries.append(f'[clients.{name}]\nkey = "{public}"\n{rest}')
-    (tmp_path / "keys.toml").write_text("\n".join(entries))
-    ctx = zmq.Context()
-    settings = CtiSettings(events=f"ipc://{d}/ev.sock", requests=f"ipc://{d}/rq.sock",
-                           server_key=server_sec, keys=f"{d}/keys.toml", heartbeat_s=0.2)
-    server = CtiServer(ctx, settings, ModelService(m), audit=AuditLog(f"{d}/audit.log")).open()
-    stop, tasks = threading.Event(), queue.Queue()
-    t = threading.Thread(target=serve, args=(server, stop), kwargs={"tasks": tasks}, daemon=True)
-    t.start()
-    clients = []
-
-    def client(name):
-        c = CtiClient(settings.events, settings.requests, ctx=ctx, request_timeout_s=3.0,
-                      server_key=load_public_key(server_pub),
-                      keypair=load_keypair(f"{d}/{name}.key_secret"))
-        clients.append(c)
-        return c
-
-    def in_server(fn):
-        """Run fn in the server's thread (the model and the ACD belong to it); wait for it."""
-        done = threading.Event()
-        tasks.put(lambda _server: (fn(), done.set()))
-        assert done.wait(5)
-
-    yield client, acd, in_server, d
-    for c in clients:
-        c.close()
-    stop.set()
-    t.join(5)
-    server.close()
-    ctx.term()
+    with curve_cti_server(tmp_path, m, KEYS) as (client, in_server):
+        yield client, acd, in_server, d
 
 
 def audit_rows(d):
