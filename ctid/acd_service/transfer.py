@@ -118,22 +118,11 @@ class Transfers:
 
     def withdraw(self, model: CallModel, out: Out, cid: str, now: float, reason: str) -> None:
         """A consultation leg taken back from its queue before an agent answered: out of
-        the queue like an abandon (offers cancelled), but logged WITHDRAWN and not counted
-        as abandoned. (The ACD core has no withdrawal of its own: its abandon, relabelled.)"""
+        the queue like an abandon (offers cancelled), logged WITHDRAWN, no abandon counted."""
         svc = self.svc
-        q = svc.acd.calls[cid].queue
-        abandoned = q.stats.abandoned
-        log_ = svc.acd.log
-        append = log_.append
-
-        def relabel(time, queue, call, agent, event, data=None):
-            if call == cid and event == "ABANDON":
-                event, data = "WITHDRAWN", {**(data or {}), "reason": reason}
-            append(time, queue, call, agent, event, data)
-        log_.append = relabel
         try:
+            acts = svc.acd.call_withdrawn(cid, now, reason)
+        except AcdError as err:     # the ACD has it connected after all: it ends there
+            log.warning("call %s: not withdrawn: %s", cid, err)
             acts = svc.acd.call_abandoned(cid, now)
-        finally:
-            del log_.append
-        q.stats.abandoned = abandoned
         svc._apply(model, out, acts, now)
