@@ -27,9 +27,12 @@ clock owned by the shell). Every entry point returns a list of actions (``action
     acd.log.drain()                                    # queue log records for SQL
 
 Modules: agent (state machine), queue (config, runtime queue, calls), strategies,
-skills, priority (classes and ageing), overflow (rules), router (the Acd), stats (log
-and figures), erlang (formulas), simulate (``ctictl acd-sim``), bench (``ctictl bench
-acd``). Bad input raises ``AcdError`` (``IllegalTransition`` for agent states) with a
+skills, priority (classes and ageing), overflow (rules), router (the Acd: state,
+routing and dispatch, the call, agent and supervisor APIs, timers, figures), its mixins
+callbacks (requests, dialling, retries), reconcile (phones used outside the ACD, the
+reconciler) and restore (state put back after a restart), timers (the heap's timer
+kinds), stats (log and figures), erlang (formulas), simulate (``ctictl acd-sim``),
+bench (``ctictl bench acd``). Bad input raises ``AcdError`` (``IllegalTransition`` for agent states) with a
 message naming what is wrong, and changes nothing.
 """
 from .actions import (AcdError, Action, AgentStateChanged, AgentStateCorrected, Announce,

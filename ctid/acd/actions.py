@@ -14,6 +14,13 @@ class AcdError(ValueError):
     """Bad input to the ACD (unknown agent/queue/call, bad value, time going backwards)."""
 
 
+def ident(value, what: str) -> str:
+    """``value`` as an identifier (agent, call, queue member, extension...), or AcdError."""
+    if not isinstance(value, str) or not value:
+        raise AcdError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
 class IllegalTransition(AcdError):
     """An agent state change the transition table does not allow. Nothing was changed."""
 

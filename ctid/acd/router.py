@@ -12,6 +12,9 @@ moves: a call arrives -> the front of the queue's ready index; an agent becomes 
 Timers (ring no answer, wrap-up end, overflow, maximum wait, announcements, sticky
 expiry) live in one heap; each entry carries the epoch of what it refers to, and a
 bump of that epoch cancels it without searching the heap.
+
+Callbacks (callbacks.py), phones used outside the ACD and the reconciler (reconcile.py)
+and restoring after a restart (restore.py) are mixins of ``Acd``: one object, one state.
 """
 from __future__ import annotations
 
@@ -22,23 +25,24 @@ import math
 from typing import Optional
 
 from . import agent as ag
-from .actions import (AcdError, AgentStateChanged, AgentStateCorrected, Announce,
-                      CallbackDue, CallbackRegistered, CallQueued, CancelOffer,
-                      IllegalTransition, MusicOnHold, OfferCall, Overflow, QueueFigures,
-                      Supervise, Target)
+from .actions import (AcdError, AgentStateChanged, Announce, CallbackDue, CallQueued,
+                      CancelOffer, IllegalTransition, MusicOnHold, OfferCall, Overflow,
+                      QueueFigures, Supervise, Target, ident)
 from .agent import (AFTER_CALL_WORK, BUSY, LOGGED_OFF, NOT_READY, OFFERED as AG_OFFERED,
                     ON_CALL, READY, WORKING, Agent, Membership)
+from .callbacks import CallbackMixin
 from .overflow import MAX_HOPS
 from .priority import PriorityPolicy, queue_key
 from .queue import (CALLBACK, CALLBACK_RETRY, CONNECTED, DIALLING, DONE, NEW, OFFERED, STICKY,
                     WAITING, Call, Queue, QueueConfig, callback_step)
+from .reconcile import ReconcilerMixin
+from .restore import RestoreMixin
 from .skills import SkillIndex, qualifies, skill_score, validate_skills
 from .stats import QueueLog
+from .timers import (ANNOUNCE as _ANNOUNCE, CB_RETRY as _CB_RETRY, MAX_WAIT as _MAX_WAIT,
+                     OVERFLOW as _OVERFLOW, RING_ALL as _RING_ALL, RONA as _RONA,
+                     STICKY as _STICKY, WRAPUP as _WRAPUP)
 
-# timer kinds
-_RONA, _RING_ALL, _WRAPUP, _MAX_WAIT, _OVERFLOW, _ANNOUNCE, _STICKY, _CB_RETRY = range(8)
-
-CHANNEL_STATES = ("idle", "ringing", "connected")
 SUPERVISE_MODES = ("listen", "whisper", "barge")
 
 
@@ -56,13 +60,11 @@ class AcdConfig:
             raise AcdError("reconcile_grace_s and sticky_memory_s must be >= 0")
 
 
-def _ident(value, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise AcdError(f"{what} must be a non-empty string, got {value!r}")
-    return value
+class Acd(CallbackMixin, ReconcilerMixin, RestoreMixin):
+    """The ACD's state and its entry points: provisioning, routing and dispatch, the call
+    and agent APIs, supervision, timers and figures here; callbacks, the reconciler and
+    restoring after a restart in the mixins."""
 
-
-class Acd:
     def __init__(self, queues=(), config: Optional[AcdConfig] = None,
                  policy: Optional[PriorityPolicy] = None, log: Optional[QueueLog] = None):
         self.cfg = config or AcdConfig()
@@ -135,7 +137,7 @@ class Acd:
                 self._join(a, q)
 
     def add_agent(self, agent_id, skills=None, name: str = "") -> None:
-        _ident(agent_id, "agent id")
+        ident(agent_id, "agent id")
         if agent_id in self.agents:
             raise AcdError(f"agent {agent_id!r} already exists")
         skills = validate_skills(skills, f"agent {agent_id!r} skills")
@@ -459,33 +461,10 @@ class Acd:
                 acts.append(MusicOnHold(call.id, q.name, q.cfg.moh or "", False))
             self._finish(call)
 
-    def _make_callback(self, call: Call, q: Queue, number: str, now, acts) -> None:
-        if call.state == STICKY:
-            q.sticky.discard(call.id)
-            q.insert(call.key)
-        elif call.state == WAITING:
-            q.live_waiting -= 1
-        else:                               # overflowed at entry: file it now
-            q.insert(call.key)
-        call.state = CALLBACK
-        call.callback = number
-        call.cb_key = call.key              # a retry files the entry under this key again
-        call.cb_attempts = 0
-        call.epoch += 1
-        q.stats.callbacks_requested += 1
-        q.callbacks_pending += 1
-        pos = q.position(call.key)
-        self._log(now, q.name, call.id, "", "CALLBACK_REQUESTED", {"number": number, "position": pos})
-        if call.moh:
-            call.moh = False
-            acts.append(MusicOnHold(call.id, q.name, q.cfg.moh or "", False))
-        acts.append(CallbackRegistered(call.id, q.name, number, pos, q.ewt_s(pos)))
-        self._dispatch(q, now, acts)          # a sticky wait may have idle members about
-
     # --------------------------------------------------------------- call API
     def call_arrived(self, call_id, queue, caller="", priority=None, data=None, now=None) -> list:
         """A caller reaches ``queue``. ``priority``: None (policy decides), a level or class."""
-        _ident(call_id, "call id")
+        ident(call_id, "call id")
         q = self._queue(queue)
         if call_id in self.calls:
             raise AcdError(f"call {call_id!r} is already in the ACD")
@@ -672,11 +651,16 @@ class Acd:
             self._timer(until, _WRAPUP, a.id, a.acw_epoch)
 
     def _finish_wrapup(self, a: Agent, now, acts) -> None:
+        self._free_again(a, "wrapup_done", "wrapup_done_not_ready", now, acts)
+
+    def _free_again(self, a: Agent, event: str, not_ready_event: str, now, acts) -> None:
+        """``a``'s work is over (``event``): the not ready asked meanwhile applies now
+        (``not_ready_event``), or they are ready for the next call."""
         if a.pending_not_ready is not None:
             reason, a.pending_not_ready = a.pending_not_ready, None
-            self._set_state(a, "wrapup_done_not_ready", now, reason, acts)
+            self._set_state(a, not_ready_event, now, reason, acts)
         else:
-            self._set_state(a, "wrapup_done", now, "", acts)
+            self._set_state(a, event, now, "", acts)
             self._agent_available(a, now, acts)
 
     def call_transferred(self, call_id, now, to_agent=None, to_queue=None) -> list:
@@ -734,121 +718,35 @@ class Acd:
             self._finish(call)
         return acts
 
-    def request_callback(self, call_id, number=None, now=None) -> list:
-        """The waiting caller wants a call back: their place is kept by a virtual entry."""
-        call = self._call(call_id)
-        if call.state not in (WAITING, STICKY):
-            raise AcdError(f"call {call_id!r} is {call.state}; a callback can be requested only while waiting")
-        if number is not None and (not isinstance(number, str) or not number):
-            raise AcdError(f"callback number must be a non-empty string, got {number!r}")
-        number = number or call.caller
-        if not number:
-            raise AcdError(f"call {call_id!r}: no number to call back (caller number unknown)")
-        if now is None:
-            raise AcdError("request_callback needs now")
-        now = self._clock(now)
-        acts: list = []
-        self._make_callback(call, call.queue, number, now, acts)
-        return acts
-
-    def callback_connected(self, call_id, now) -> list:
-        """The customer answered the call back: the callback is completed."""
-        call = self._call(call_id)
-        new = callback_step(call, "connected")
-        now = self._clock(now)
-        q = call.queue
-        call.state = new
-        q.stats.callbacks_completed += 1
-        q.callbacks_pending -= 1
-        self._log(now, q.name, call.id, call.agent or "", "CALLBACK_CONNECT",
-                  {"number": call.callback, "attempt": call.cb_attempts + 1})
-        call.callback = None                # from now on an ordinary connected call
-        return []
-
-    def callback_failed(self, call_id, now, reason: str = "") -> list:
-        """The customer was not reached (no trunk, dial failed, busy, no answer...).
-
-        The agent is released (wrap-up if they had answered). With attempts left the entry
-        waits ``callback_retry_s`` out of the queue, then is filed again under its own key
-        (it keeps its place); otherwise it is given up (CALLBACK_ABANDONED).
-        """
-        call = self._call(call_id)
-        callback_step(call, "failed")
-        if not isinstance(reason, str):
-            raise AcdError(f"callback failure reason must be a string, got {reason!r}")
-        now = self._clock(now)
-        acts: list = []
-        q = call.queue
-        cfg = q.cfg
-        was, agent_id, offered = call.state, call.agent, call.agents
-        call.cb_attempts += 1
-        q.stats.callbacks_failed += 1
-        self._log(now, q.name, call.id, agent_id or ",".join(offered), "CALLBACK_FAILED",
-                  {"reason": reason, "attempt": call.cb_attempts})
-        call.agent, call.agents = None, ()
-        if call.cb_attempts <= cfg.callback_retries:
-            call.state = CALLBACK_RETRY
-            call.epoch += 1
-            due = now + cfg.callback_retry_s
-            self._log(now, q.name, call.id, "", "CALLBACK_RETRY",
-                      {"attempt": call.cb_attempts + 1, "due": due})
-            self._timer(due, _CB_RETRY, call.id, call.epoch)
-        else:
-            self._give_up_callback(call, now, "CALLBACK_ABANDONED", {"attempts": call.cb_attempts})
-        if was == OFFERED:
-            agents = [self.agents[i] for i in offered]
-            for a in agents:
-                self._set_state(a, "cancel", now, "callback_failed", acts)
-                a.offered_call = None
-            for a in agents:
-                self._after_cancel(a, now, acts)
-        elif agent_id is not None and agent_id in self.agents:
-            self._end_talk(self.agents[agent_id], q, now, acts)
-        return acts
-
-    def _give_up_callback(self, call: Call, now, event: str, data: dict) -> None:
-        q = call.queue
-        q.stats.callbacks_abandoned += 1
-        q.callbacks_pending -= 1
-        self._log(now, q.name, call.id, "", event, data)
-        self._finish(call)
-
-    def _cancel_callback(self, call: Call, now, acts) -> None:
-        """A callback entry is withdrawn (its call left the shell): agents ringing for it
-        are released, and it counts as abandoned."""
-        offered = [self.agents[i] for i in call.agents] if call.state == OFFERED else []
-        if call.state != OFFERED:
-            callback_step(call, "cancel")
-        self._take_out(call)
-        call.agents = ()
-        self._give_up_callback(call, now, "CALLBACK_CANCELLED", {})
-        for a in offered:
-            self._set_state(a, "cancel", now, "callback_cancelled", acts)
-            a.offered_call = None
-            acts.append(CancelOffer(a.id, call.id, "caller_left"))
-        for a in offered:
-            self._after_cancel(a, now, acts)
-
     # -------------------------------------------------------------- agent API
     def agent_login(self, agent_id, extension, now, ready: bool = True, softphone: bool = False) -> list:
         """Log in at any extension (hot desking) or a softphone."""
         a = self._agent(agent_id)
-        _ident(extension, "extension")
-        holder = self.by_extension.get(extension)
-        if holder is not None and holder != a.id:
-            raise AcdError(f"extension {extension!r} already has agent {holder!r} logged in")
-        ag.check(a.id, a.state, "login")
+        ident(extension, "extension")
+        self._check_seat(a, extension)
         now = self._clock(now)
         acts: list = []
-        a.extension = extension
-        a.softphone = bool(softphone)
-        self.by_extension[extension] = a.id
-        self._set_state(a, "login", now, "login", acts)
-        self._log(now, "", "", a.id, "AGENTLOGIN", {"extension": extension, "softphone": a.softphone})
+        self._seat(a, extension, softphone, now, "login", acts)
         if ready:
             self._set_state(a, "ready", now, "", acts)
             self._agent_available(a, now, acts)
         return acts
+
+    def _check_seat(self, a: Agent, extension) -> None:
+        """``a`` may log in at ``extension``: nobody else is there, and the state allows."""
+        holder = self.by_extension.get(extension)
+        if holder is not None and holder != a.id:
+            raise AcdError(f"extension {extension!r} already has agent {holder!r} logged in")
+        ag.check(a.id, a.state, "login")
+
+    def _seat(self, a: Agent, extension, softphone, now, why: str, acts, **noted) -> None:
+        """``a`` logs in at ``extension`` (checked free); ``noted`` goes into AGENTLOGIN."""
+        a.extension = extension
+        a.softphone = bool(softphone)
+        self.by_extension[extension] = a.id
+        self._set_state(a, "login", now, why, acts)
+        self._log(now, "", "", a.id, "AGENTLOGIN",
+                  {"extension": extension, "softphone": a.softphone, **noted})
 
     def agent_logout(self, agent_id, now, reason: str = "") -> list:
         a = self._agent(agent_id)
@@ -904,7 +802,7 @@ class Acd:
     def set_not_ready(self, agent_id, now, reason: str = "break") -> list:
         """Not ready with a reason code; on a call it takes effect after the wrap-up."""
         a = self._agent(agent_id)
-        _ident(reason, "not-ready reason")
+        ident(reason, "not-ready reason")
         if a.state in AG_OFFERED or a.state in ON_CALL:
             now = self._clock(now)
             a.pending_not_ready = reason
@@ -933,124 +831,6 @@ class Acd:
         self._set_state(a, "retrieve", now, "", acts)
         return acts
 
-    def restore_agent(self, agent_id, extension, now, state=READY, reason: str = "",
-                      softphone: bool = False) -> list:
-        """Log an agent back in as saved before a restart: ready, or not ready with the
-        saved reason. Noted "restored" (reason of the login, and of ready)."""
-        a = self._agent(agent_id)
-        _ident(extension, "extension")
-        if state not in (READY, NOT_READY):
-            raise AcdError(f"agent {agent_id!r}: a restored state is ready or not_ready, got {state!r}")
-        if state == NOT_READY:
-            _ident(reason, "not-ready reason")
-        holder = self.by_extension.get(extension)
-        if holder is not None and holder != a.id:
-            raise AcdError(f"extension {extension!r} already has agent {holder!r} logged in")
-        ag.check(a.id, a.state, "login")
-        now = self._clock(now)
-        acts: list = []
-        a.extension = extension
-        a.softphone = bool(softphone)
-        self.by_extension[extension] = a.id
-        self._set_state(a, "login", now, "restored", acts)
-        self._log(now, "", "", a.id, "AGENTLOGIN",
-                  {"extension": extension, "softphone": a.softphone, "restored": True})
-        if state == READY:
-            self._set_state(a, "ready", now, "restored", acts)
-            self._agent_available(a, now, acts)
-        else:
-            self._set_state(a, "not_ready", now, reason, acts)
-        return acts
-
-    def restore_callback(self, call_id, queue, number, caller, level, entered, now, *,
-                         arrived=None, pclass: str = "", data=None, front: bool = False,
-                         attempts: int = 0) -> list:
-        """File a callback entry saved before a restart, keyed by its original times so it
-        keeps its place (``front``: it was at the head, e.g. ringing an agent). Logged as
-        CALLBACK_RESTORED; CallbackRegistered follows (the caller is gone: no confirmation)."""
-        _ident(call_id, "call id")
-        q = self._queue(queue)
-        if call_id in self.calls:
-            raise AcdError(f"call {call_id!r} is already in the ACD")
-        _ident(number, "callback number")
-        if not isinstance(caller, str):
-            raise AcdError(f"caller must be a string (a number), got {caller!r}")
-        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
-            raise AcdError(f"priority level must be a whole number >= 0, got {level!r}")
-        if data is not None and not isinstance(data, dict):
-            raise AcdError(f"call data must be a dict, got {type(data).__name__}")
-        arrived = entered if arrived is None else arrived
-        for what, t in (("entered", entered), ("arrived", arrived)):
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t or t > now:
-                raise AcdError(f"{what} must be a time no later than now ({now}), got {t!r}")
-        now = self._clock(now)
-        call = Call(call_id, caller, dict(data or {}), level, pclass, arrived)
-        call.queue = q
-        call.entered = entered
-        cfg = q.cfg
-        key = queue_key(level, arrived, cfg.priority_step_s, cfg.boost_s, next(self._cseq), call_id)
-        call.key = (0,) + key[1:] if front else key
-        call.state = CALLBACK
-        call.callback = number
-        call.epoch += 1
-        if hasattr(q, "callbacks_pending"):     # entries with retries (cb_key, cb_attempts)
-            call.cb_key = key
-            call.cb_attempts = int(attempts)
-            q.callbacks_pending += 1
-        self.calls[call_id] = call
-        q.insert(call.key)
-        pos = q.position(call.key)
-        self._log(now, q.name, call_id, "", "CALLBACK_RESTORED",
-                  {"number": number, "position": pos, "entered": entered, "attempts": attempts})
-        acts: list = [CallbackRegistered(call_id, q.name, number, pos, q.ewt_s(pos))]
-        self._dispatch(q, now, acts)
-        return acts
-
-    def restore_waiting(self, call_id, queue, caller, level, entered, now, *, arrived=None,
-                        pclass: str = "", data=None, front: bool = False) -> list:
-        """Put back a caller who was waiting (or ringing an agent: ``front``) in ``queue``
-        before a restart and whose line cardd still holds, as ``call_id`` (the call the
-        model rebuilt). Keyed by the original times, so it keeps its place, and its wait
-        timers count from ``entered``. Logged ENTERQUEUE with restored=True."""
-        _ident(call_id, "call id")
-        q = self._queue(queue)
-        if call_id in self.calls:
-            raise AcdError(f"call {call_id!r} is already in the ACD")
-        if not isinstance(caller, str):
-            raise AcdError(f"caller must be a string (a number), got {caller!r}")
-        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
-            raise AcdError(f"priority level must be a whole number >= 0, got {level!r}")
-        if data is not None and not isinstance(data, dict):
-            raise AcdError(f"call data must be a dict, got {type(data).__name__}")
-        arrived = entered if arrived is None else arrived
-        for what, t in (("entered", entered), ("arrived", arrived)):
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t or t > now:
-                raise AcdError(f"{what} must be a time no later than now ({now}), got {t!r}")
-        now = self._clock(now)
-        call = Call(call_id, caller, dict(data or {}), level, pclass, arrived)
-        call.queue = q
-        call.entered = entered
-        cfg = q.cfg
-        key = queue_key(level, arrived, cfg.priority_step_s, cfg.boost_s, next(self._cseq), call_id)
-        call.key = (0,) + key[1:] if front else key
-        self.calls[call_id] = call
-        self._log(now, q.name, call_id, "", "ENTERQUEUE",
-                  {"caller": caller, "priority": level, "class": pclass, "restored": True,
-                   "entered": entered})
-        acts: list = []
-        self._wait(call, q, now, acts)
-        self._dispatch(q, now, acts)
-        return acts
-
-    def restore_lost(self, call_id, queue, entered, now, reason: str = "lost_in_restart") -> None:
-        """A caller saved as waiting whose line did not survive the restart: counted and
-        logged as an abandon (ABANDON with the reason), never filed."""
-        q = self._queue(queue)
-        now = self._clock(now)
-        q.stats.abandoned += 1
-        self._log(now, q.name, call_id, "", "ABANDON",
-                  {"reason": reason, "wait_s": max(0.0, now - entered)})
-
     # ---------------------------------------------------------- supervisor API
     def force_state(self, agent_id, state, now, by, reason: str = "") -> list:
         """A supervisor sets an agent to ready, not_ready or logged_off, whatever they do.
@@ -1059,7 +839,7 @@ class Acd:
         continues without the ACD tracking the agent on it. Audited in the log.
         """
         a = self._agent(agent_id)
-        _ident(by, "supervisor")
+        ident(by, "supervisor")
         if state not in ag.FORCE_TARGETS:
             raise IllegalTransition(a.id, a.state, f"force:{state}",
                                     f"a supervisor may force only {ag.FORCE_TARGETS}")
@@ -1104,7 +884,7 @@ class Acd:
 
     def supervise(self, supervisor, agent_id, mode, now) -> list:
         """Listen, whisper (agent hears, caller does not) or barge into an agent's call."""
-        _ident(supervisor, "supervisor")
+        ident(supervisor, "supervisor")
         a = self._agent(agent_id)
         if mode not in SUPERVISE_MODES:
             raise AcdError(f"supervise mode must be one of {SUPERVISE_MODES}, got {mode!r}")
@@ -1114,119 +894,6 @@ class Acd:
         self._log(now, self.calls[a.call].queue.name, a.call, a.id, "SUPERVISE",
                   {"by": supervisor, "mode": mode})
         return [Supervise(supervisor, a.id, a.call, a.extension, mode)]
-
-    # ------------------------------------------------ phone use outside the ACD
-    def agent_seized(self, agent_id, call_id, now) -> list:
-        """The agent's phone is on a call the ACD did not route (a consultation from a
-        colleague, a direct extension call, dialling out). A ready agent becomes busy
-        until agent_released; in any other state it is remembered, so that becoming
-        ready meanwhile means busy rather than an offer the phone cannot take. The
-        reconciler does not count this busy as drift."""
-        a = self._agent(agent_id)
-        _ident(call_id, "call id")
-        if call_id in self.calls:
-            raise AcdError(f"call {call_id!r} is an ACD call, not a call outside the ACD")
-        now = self._clock(now)
-        acts: list = []
-        if a.state == LOGGED_OFF:
-            return acts
-        a.seized = call_id
-        if a.state == READY:
-            self._set_state(a, "seize", now, "phone in use", acts)
-            a.talk_mark = a.talk_s
-        return acts
-
-    def agent_released(self, agent_id, now) -> list:
-        """The call outside the ACD left the agent's phone: busy on it -> ready (or the
-        not ready asked meanwhile); no wrap-up, it was not a queue's call."""
-        a = self._agent(agent_id)
-        now = self._clock(now)
-        acts: list = []
-        if not a.seized:
-            return acts
-        a.seized = ""
-        if a.state == BUSY and a.call is None:
-            if a.pending_not_ready is not None:
-                reason, a.pending_not_ready = a.pending_not_ready, None
-                self._set_state(a, "release_not_ready", now, reason, acts)
-            else:
-                self._set_state(a, "release", now, "", acts)
-                self._agent_available(a, now, acts)
-        return acts
-
-    # ------------------------------------------------------------- reconciler
-    def reconcile(self, channel_states: dict, now) -> list:
-        """Correct agents whose state contradicts their real channel.
-
-        ``channel_states``: {extension: "idle" | "ringing" | "connected"}. Only states
-        older than ``reconcile_grace_s`` are corrected (a fresh offer may not ring yet).
-          reserved/ringing + idle       -> offer withdrawn, agent ready, call to the head
-          reserved/ringing + connected  -> the answer was missed: busy
-          busy/on_hold + idle           -> the hang-up was missed: wrap-up as usual
-          ready + ringing/connected     -> the phone is in use outside the ACD: busy
-        A phone the shell reported seized (agent_seized) is not drift while it is in
-        use; seen idle, the release was missed and the agent is corrected as above.
-        """
-        if not isinstance(channel_states, dict):
-            raise AcdError("channel_states must be a dict {extension: state}")
-        bad = {e: s for e, s in channel_states.items() if s not in CHANNEL_STATES}
-        if bad:
-            raise AcdError(f"unknown channel states {bad}; expected one of {CHANNEL_STATES}")
-        now = self._clock(now)
-        acts: list = []
-        grace = self.cfg.reconcile_grace_s
-        for ext in sorted(channel_states):
-            ch = channel_states[ext]
-            aid = self.by_extension.get(ext)
-            if aid is None:
-                continue
-            a = self.agents[aid]
-            if now - a.since < grace:
-                continue
-            if ch == "idle" and a.seized:
-                a.seized = ""            # its release was missed; corrected below if busy
-            old = a.state
-            if old in AG_OFFERED and ch == "idle":
-                call = self.calls.get(a.offered_call)
-                self._correct(a, ext, ch, "cancel", now, acts)
-                a.offered_call = None
-                if call is not None:
-                    call.agents = tuple(i for i in call.agents if i != a.id)
-                    acts.append(CancelOffer(a.id, call.id, "reconciled"))
-                    if not call.agents:
-                        self._requeue_front(call, now, acts)
-                        self._dispatch(call.queue, now, acts)
-                if a.state == READY:
-                    self._after_cancel(a, now, acts)
-            elif old in AG_OFFERED and ch == "connected":
-                call = self.calls.get(a.offered_call)
-                if call is not None:
-                    acts.append(AgentStateCorrected(a.id, ext, ch, old, BUSY))
-                    self._log(now, call.queue.name, call.id, a.id, "CORRECTION",
-                              {"channel": ch, "from": old, "to": BUSY})
-                    acts.extend(self.agent_answered(a.id, call.id, now))
-            elif old in ON_CALL and ch == "idle":
-                call = self.calls.get(a.call)
-                if call is not None:
-                    acts.append(AgentStateCorrected(a.id, ext, ch, old, AFTER_CALL_WORK))
-                    self._log(now, call.queue.name, call.id, a.id, "CORRECTION",
-                              {"channel": ch, "from": old, "to": AFTER_CALL_WORK})
-                    acts.extend(self.call_ended(call.id, now))
-                else:                        # an untracked call: no queue, no wrap-up
-                    self._correct(a, ext, ch, "end", now, acts)
-                    self._finish_wrapup(a, now, acts)
-            elif old == READY and ch in ("ringing", "connected"):
-                self._correct(a, ext, ch, "seize", now, acts)
-                a.talk_mark = a.talk_s
-        return acts
-
-    def _correct(self, a: Agent, ext, ch, event, now, acts) -> None:
-        old = a.state
-        new = ag.check(a.id, old, event)
-        acts.append(AgentStateCorrected(a.id, ext, ch, old, new))
-        self._log(now, "", a.offered_call or a.call or "", a.id, "CORRECTION",
-                  {"channel": ch, "from": old, "to": new})
-        self._set_state(a, event, now, "reconciled", acts)
 
     # ---------------------------------------------------------------- timers
     def _timer_live(self, e) -> bool:

@@ -146,34 +146,27 @@ def check(doc) -> dict:
         if a.get("login_at") is not None:
             _num(a["login_at"], f"{w}.login_at")
     for i, c in enumerate(callbacks):
-        w = f"callbacks[{i}]"
-        if not isinstance(c, dict):
-            raise StateError(f"{w} must be an object")
-        for k in ("call", "queue", "number"):
-            _str(c.get(k), f"{w}.{k}")
-        _str(c.get("caller", ""), f"{w}.caller", empty=True)
-        level = c.get("level", 0)
-        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
-            raise StateError(f"{w}.level must be a whole number >= 0, got {level!r}")
-        _num(c.get("entered"), f"{w}.entered")
-        _num(c.get("arrived", c.get("entered")), f"{w}.arrived")
-        if not isinstance(c.get("data", {}), dict):
-            raise StateError(f"{w}.data must be an object")
+        _check_call(c, f"callbacks[{i}]", ("call", "queue", "number"))
     for i, c in enumerate(waiting):
-        w = f"waiting[{i}]"
-        if not isinstance(c, dict):
-            raise StateError(f"{w} must be an object")
-        for k in ("call", "line", "queue"):
-            _str(c.get(k), f"{w}.{k}")
-        _str(c.get("caller", ""), f"{w}.caller", empty=True)
-        level = c.get("level", 0)
-        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
-            raise StateError(f"{w}.level must be a whole number >= 0, got {level!r}")
-        _num(c.get("entered"), f"{w}.entered")
-        _num(c.get("arrived", c.get("entered")), f"{w}.arrived")
-        if not isinstance(c.get("data", {}), dict):
-            raise StateError(f"{w}.data must be an object")
+        _check_call(c, f"waiting[{i}]", ("call", "line", "queue"))
     return doc
+
+
+def _check_call(c, w: str, names) -> None:
+    """A saved call (a callback entry or a waiting caller): ``names`` are its required
+    strings; then caller, level, times and data, as both kinds have them."""
+    if not isinstance(c, dict):
+        raise StateError(f"{w} must be an object")
+    for k in names:
+        _str(c.get(k), f"{w}.{k}")
+    _str(c.get("caller", ""), f"{w}.caller", empty=True)
+    level = c.get("level", 0)
+    if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+        raise StateError(f"{w}.level must be a whole number >= 0, got {level!r}")
+    _num(c.get("entered"), f"{w}.entered")
+    _num(c.get("arrived", c.get("entered")), f"{w}.arrived")
+    if not isinstance(c.get("data", {}), dict):
+        raise StateError(f"{w}.data must be an object")
 
 
 # ---- the file ------------------------------------------------------------------------------
