@@ -110,6 +110,17 @@ class CallbackMixin:
             self._end_talk(self.agents[agent_id], q, now, acts)
         return acts
 
+    def callback_retry_due(self, call_id):
+        """When the entry ``call_id``, waiting out its pause after a failed attempt, is
+        filed again (its live retry timer's due time); None when it is not waiting for a
+        retry. Read from the timer heap so that there is one truth, for the state file."""
+        call = self.calls.get(call_id)
+        if call is None or call.state != CALLBACK_RETRY:
+            return None
+        dues = [e[0] for e in self._timers
+                if e[2] == _CB_RETRY and e[3] == call_id and e[4] == call.epoch]
+        return min(dues) if dues else None
+
     def _give_up_callback(self, call: Call, now, event: str, data: dict) -> None:
         q = call.queue
         q.stats.callbacks_abandoned += 1

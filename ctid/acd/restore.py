@@ -10,7 +10,8 @@ from __future__ import annotations
 from .actions import AcdError, CallbackRegistered, ident
 from .agent import NOT_READY, READY
 from .priority import queue_key
-from .queue import CALLBACK, Call
+from .queue import CALLBACK, CALLBACK_RETRY, Call
+from .timers import CB_RETRY as _CB_RETRY
 
 
 class RestoreMixin:
@@ -37,26 +38,42 @@ class RestoreMixin:
 
     def restore_callback(self, call_id, queue, number, caller, level, entered, now, *,
                          arrived=None, pclass: str = "", data=None, front: bool = False,
-                         attempts: int = 0) -> list:
+                         attempts: int = 0, retry_due=None) -> list:
         """File a callback entry saved before a restart, keyed by its original times so it
         keeps its place (``front``: it was at the head, e.g. ringing an agent). Logged as
-        CALLBACK_RESTORED; CallbackRegistered follows (the caller is gone: no confirmation)."""
+        CALLBACK_RESTORED; CallbackRegistered follows (the caller is gone: no confirmation).
+        ``retry_due``: it was waiting out its pause after a failed attempt until then; if
+        that is still ahead it waits on (CALLBACK_RETRY, out of the list, its retry timer
+        re-armed for the rest), else it is filed at once, as the timer would have done."""
+        if retry_due is not None and (isinstance(retry_due, bool) or not isinstance(
+                retry_due, (int, float)) or retry_due != retry_due):
+            raise AcdError(f"callback {call_id!r}: retry due time must be a number, got {retry_due!r}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+            raise AcdError(f"callback {call_id!r}: attempts must be a whole number >= 0, got {attempts!r}")
         q, call, key, now = self._rebuilt(call_id, queue, caller, level, entered, now,
                                           arrived, pclass, data, front, True, number)
-        call.state = CALLBACK
+        waits = retry_due is not None and retry_due > now
+        call.state = CALLBACK_RETRY if waits else CALLBACK
         call.callback = number
         call.epoch += 1
         if hasattr(q, "callbacks_pending"):     # entries with retries (cb_key, cb_attempts)
             call.cb_key = key
-            call.cb_attempts = int(attempts)
+            call.cb_attempts = attempts
             q.callbacks_pending += 1
+        if retry_due is not None:               # a retry comes back at its own place
+            call.key = key
         self.calls[call_id] = call
-        q.insert(call.key)
         pos = q.position(call.key)
-        self._log(now, q.name, call_id, "", "CALLBACK_RESTORED",
-                  {"number": number, "position": pos, "entered": entered, "attempts": attempts})
+        info = {"number": number, "position": pos, "entered": entered, "attempts": attempts}
+        if waits:
+            info["retry_due"] = retry_due
+            self._timer(retry_due, _CB_RETRY, call_id, call.epoch)
+        else:
+            q.insert(call.key)
+        self._log(now, q.name, call_id, "", "CALLBACK_RESTORED", info)
         acts: list = [CallbackRegistered(call_id, q.name, number, pos, q.ewt_s(pos))]
-        self._dispatch(q, now, acts)
+        if not waits:
+            self._dispatch(q, now, acts)
         return acts
 
     def restore_waiting(self, call_id, queue, caller, level, entered, now, *, arrived=None,

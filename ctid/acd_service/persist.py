@@ -9,7 +9,7 @@ and read at the first tick after start:
      "agents": [{"id", "extension", "softphone", "state": "ready"|"not_ready", "reason",
                  "login_at"}],
      "callbacks": [{"call", "queue", "number", "caller", "level", "class", "arrived",
-                    "entered", "front", "attempts", "data"}],
+                    "entered", "front", "attempts", "data", "retry_due" (optional)}],
      "waiting": [{"call", "line", "queue", "caller", "level", "class", "arrived", "entered",
                   "front", "sticky_agent", "data"}],
      "stats": {QUEUE: {"period_start", "answered", ... (QueueStats.COUNTERS)}}}
@@ -30,7 +30,9 @@ Times are seconds on ctid's clock (Unix time). An agent busy, ringing or in wrap
 saved as ready (not ready when they asked for it meanwhile): the call itself is cardd's to
 keep, and the reconciler sees the phone. Callback entries waiting, ringing an agent or
 waiting for a retry are saved in queue order; one being dialled or connected is not (its
-call lives on in cardd). A missing file is a fresh start; an unreadable or malformed one is
+call lives on in cardd). One waiting for a retry keeps its pause: "retry_due" is when it
+is filed again, and it comes back waiting for that time (at once if it has passed), so
+the customer is not called back early. A missing file is a fresh start; an unreadable or malformed one is
 logged, renamed aside (state.json.bad-TIME) and ctid starts fresh.
 """
 from __future__ import annotations
@@ -88,6 +90,9 @@ def snapshot(acd, login_at: dict[str, float], lines: dict[str, str] | None = Non
             "front": c.state == "offered" or (key is not None and key[0] == 0),
             "attempts": getattr(c, "cb_attempts", 0),
             "data": {str(k): str(v) for k, v in (c.data or {}).items()}})
+        due = acd.callback_retry_due(c.id) if c.state == "callback_retry" else None
+        if due is not None:
+            callbacks[-1]["retry_due"] = due
     waiting = []
     lines = lines or {}
     entries = [c for c in acd.calls.values() if c.callback is None and c.id in lines
@@ -147,6 +152,12 @@ def check(doc) -> dict:
             _num(a["login_at"], f"{w}.login_at")
     for i, c in enumerate(callbacks):
         _check_call(c, f"callbacks[{i}]", ("call", "queue", "number"))
+        if c.get("retry_due") is not None:
+            _num(c["retry_due"], f"callbacks[{i}].retry_due")
+        attempts = c.get("attempts") or 0
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+            raise StateError(f"callbacks[{i}].attempts must be a whole number >= 0, "
+                             f"got {attempts!r}")
     for i, c in enumerate(waiting):
         _check_call(c, f"waiting[{i}]", ("call", "line", "queue"))
     return doc
@@ -266,7 +277,8 @@ class StateFile:
                     c["call"], c["queue"], c["number"], c.get("caller", ""), c.get("level", 0),
                     min(c["entered"], now), now, arrived=min(c.get("arrived", c["entered"]), now),
                     pclass=c.get("class", ""), data=c.get("data") or {},
-                    front=bool(c.get("front")), attempts=int(c.get("attempts") or 0))
+                    front=bool(c.get("front")), attempts=int(c.get("attempts") or 0),
+                    retry_due=c.get("retry_due"))
             except AcdError as e:
                 log.warning("ACD state: callback %s not restored: %s", c["call"], e)
                 continue

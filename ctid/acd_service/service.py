@@ -364,15 +364,8 @@ class AcdService:
                 log.exception("ACD: fault in the timer tick")
 
     def _tick(self, model: CallModel, out: Out, now: float) -> None:
-        if not self._started:
-            if not self._cardd_in_step(model, now):
-                return                  # nothing offered, placed nor saved before cardd is
-            self._started = True
-            if self.state_file is not None:     # before auto login: the saved state wins
-                self._restore(model, out, now)
-            self._auto_login(model, out, now)
-            self._next_reconcile = now + self.settings.reconcile_every_s
-            self._next_gauges = now
+        if not self._start(model, out, now):
+            return                      # nothing offered, placed nor saved before cardd is
         self._apply(model, out, self.acd.tick(now), now)       # timers and figures due
         if self.seized:              # a handset put down after a call makes no CSTA event
             self.phones.sync(model, out, (), now)
@@ -392,6 +385,21 @@ class AcdService:
         if self.state_file is not None:         # only when it changed
             self.state_file.save(self.acd, now, {cid: st.caller for cid, st in self.calls.items()
                                                  if not st.agent and not st.leaving})
+
+    def _start(self, model: CallModel, out: Out, now: float) -> bool:
+        """Started (True), or start now once cardd is in step: the saved state restored,
+        then the auto logins; False while cardd is behind (nothing restored yet)."""
+        if self._started:
+            return True
+        if not self._cardd_in_step(model, now):
+            return False
+        self._started = True
+        if self.state_file is not None:     # before auto login: the saved state wins
+            self._restore(model, out, now)
+        self._auto_login(model, out, now)
+        self._next_reconcile = now + self.settings.reconcile_every_s
+        self._next_gauges = now
+        return True
 
     def _cardd_in_step(self, model: CallModel, now: float) -> bool:
         """Every cardd node with the ACD's phones or trunks resynchronised since the start
@@ -449,6 +457,11 @@ class AcdService:
         if action not in AGENT_ACTIONS:
             raise RequestError(f"unknown agent action {body.action!r} "
                                f"(use one of {', '.join(AGENT_ACTIONS)})")
+        # A change before the saved state is back would be undone or contradicted by it
+        # (a login at another phone, a ready over a saved break): refused, not held, so
+        # the client's reply is the truth. Once cardd is in step the restore runs first.
+        if action != "status" and not self._start(model, out, now):
+            raise RequestError("ACD is restoring its state; try again in a moment")
         try:
             return getattr(self.agent_requests, action)(model, out, body, now)
         except AcdError as e:

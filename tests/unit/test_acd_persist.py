@@ -6,11 +6,13 @@ import json
 import logging
 import os
 
+import pytest
+
 from ctid.acd import Acd, CallbackDue, CallbackRegistered, QueueConfig
 from ctid.acd_service.persist import StateFile, snapshot
 from ctid.acd_service.service import AcdService
 from ctid.acd_service.settings import AcdSettings, AgentSettings
-from ctid.model.callmodel import CallModel
+from ctid.model.callmodel import CallModel, RequestError
 from ctid.model.calls import ChannelRef, Device, DeviceType
 from ctid.model.routing import DialPlan, Route
 from hotline_proto import cti_pb2
@@ -337,3 +339,107 @@ def test_a_format_1_file_is_read_and_its_callbacks_count_as_requested(tmp_path):
     StateFile(str(path)).restore(acd, T0 + 5)
     f = acd.queue_figures("hotline", T0 + 5)
     assert (f.callbacks_requested, f.callbacks_pending) == (1, 1)
+
+
+def _failed_once(path):
+    """c0's customer did not answer (attempt 1 of 3): it waits out callback_retry_s (300 s)
+    until T0 + 310, out of the list; c1 waits behind it; 1001 went to lunch meanwhile."""
+    old = Acd([QueueConfig("hotline", members=("1001",), callback_retries=2,
+                           callback_retry_s=300.0)])
+    old.add_agent("1001")
+    old.agent_login("1001", "ext:8001", T0, ready=False)
+    old.call_arrived("c0", "hotline", CUSTOMER, None, None, T0 + 1)
+    old.request_callback("c0", None, T0 + 2)
+    old.call_arrived("c1", "hotline", "13800000001", None, None, T0 + 3)
+    old.request_callback("c1", None, T0 + 4)
+    old.set_ready("1001", T0 + 5)                     # c0 rings 1001
+    old.agent_answered("1001", "c0", T0 + 6)          # the customer is dialled...
+    old.callback_failed("c0", T0 + 10, "no_answer")   # ...and does not answer
+    old.set_not_ready("1001", T0 + 11, "lunch")
+    assert old.calls["c0"].state == "callback_retry"
+    StateFile(path).save(old, T0 + 12)
+    return old
+
+
+def test_a_callback_waiting_for_its_retry_keeps_its_pause_across_a_restart(tmp_path):
+    path = str(tmp_path / "state.json")
+    _failed_once(path)
+    saved = {c["call"]: c for c in json.load(open(path))["callbacks"]}
+    assert (saved["c0"]["retry_due"], saved["c0"]["attempts"]) == (T0 + 310, 1)
+    assert "retry_due" not in saved["c1"]
+
+    new = Acd([QueueConfig("hotline", members=("1001",), callback_retries=2,
+                           callback_retry_s=300.0)])
+    new.add_agent("1001")
+    new.log.keep = True
+    StateFile(path).restore(new, T0 + 100)            # ctid back 90 s into the pause
+    c0 = new.calls["c0"]
+    assert (c0.state, c0.cb_attempts) == ("callback_retry", 1)
+    restored = [r for r in new.log.records if r.event == "CALLBACK_RESTORED"]
+    assert [(r.call, r.data.get("retry_due")) for r in restored] == [
+        ("c0", T0 + 310), ("c1", None)]
+    assert new.position("c1") == 1                    # c0 is out of the list meanwhile
+    acts = new.set_ready("1001", T0 + 101)            # an agent free now gets c1, not c0
+    assert [a.call for a in acts if isinstance(a, CallbackDue)] == ["c1"]
+    new.agent_answered("1001", "c1", T0 + 102)
+    new.callback_connected("c1", T0 + 105)
+    new.call_ended("c1", T0 + 200)
+    acts = new.tick(T0 + 309.9)                       # 1001 ready again after wrap-up...
+    assert new.agents["1001"].state == "ready"
+    assert not [a for a in acts if isinstance(a, CallbackDue)]    # ...but c0 still pauses
+    assert c0.state == "callback_retry"
+    acts = new.tick(T0 + 310)                         # the pause over: c0 rings 1001
+    assert [(a.call, a.agent) for a in acts if isinstance(a, CallbackDue)] == [("c0", "1001")]
+    assert new.queue_figures("hotline", T0 + 310).callbacks_pending == 1
+
+
+def test_a_callback_whose_retry_fell_due_during_the_restart_is_filed_at_once(tmp_path):
+    path = str(tmp_path / "state.json")
+    _failed_once(path)
+    new = Acd([QueueConfig("hotline", members=("1001",), callback_retries=2,
+                           callback_retry_s=300.0)])
+    new.add_agent("1001")
+    StateFile(path).restore(new, T0 + 400)            # ctid was down past T0 + 310
+    assert new.calls["c0"].state == "callback"
+    assert (new.position("c0"), new.position("c1")) == (1, 2)     # its own place: first
+    acts = new.set_ready("1001", T0 + 401)
+    assert [a.call for a in acts if isinstance(a, CallbackDue)] == ["c0"]
+
+
+def test_a_bad_retry_due_in_the_state_file_is_named(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"format": 2, "agents": [], "callbacks": [
+        {"call": "c9", "queue": "hotline", "number": CUSTOMER, "entered": T0,
+         "attempts": 1, "retry_due": "soon"}]}))
+    with caplog.at_level(logging.ERROR, logger="ctid.acd"):
+        assert StateFile(str(path)).restore(make(), T0 + 5) == []
+    assert "callbacks[0].retry_due must be a number, got 'soon'" in caplog.text
+
+
+def test_an_agent_request_before_the_restore_is_refused_then_applied_after_it(tmp_path):
+    old = Acd([QueueConfig("hotline", members=("1001", "1002"))])
+    for aid in ("1001", "1002"):
+        old.add_agent(aid)
+    old.agent_login("1001", "ext:8002", T0, ready=False)
+    old.set_not_ready("1001", T0 + 1, "lunch")
+    StateFile(str(tmp_path / "acd" / "state.json")).save(old, T0 + 2)
+
+    in_step = [False]
+    b = Restarted(tmp_path, lambda node: in_step[0])
+    b.tick(10)                                     # cardd not resynchronised yet
+    # 1001 tries to log in at 8001 while the ACD still holds them at 8002 (on a break):
+    # acted on, it would be undone or contradicted by the restore; refused, and said why
+    for action, device in (("login", "8001"), ("ready", ""), ("logout", "")):
+        with pytest.raises(RequestError, match="^ACD is restoring its state; try again in a moment$"):
+            b.agent(11, "1001", action, device)
+    assert b.agent(11, "1001", "status").ok        # a look changes nothing: answered
+    assert b.svc.acd.agents["1001"].state == "logged_off" and b.svc.state_file.writes == 0
+    in_step[0] = True                              # cardd in step: the next request restores
+    reply = b.agent(12, "1002", "login", "8001")   # first, then is acted on
+    assert reply.ok, reply.error
+    a1, a2 = b.svc.acd.agents["1001"], b.svc.acd.agents["1002"]
+    assert (a1.state, a1.reason, a1.extension) == ("not_ready", "lunch", "ext:8002")
+    assert (a2.state, a2.extension) == ("ready", "ext:8001")
+    with pytest.raises(RequestError, match="1001"):     # checked against the restored state
+        b.agent(13, "1001", "login", "8003")
+    assert b.svc.acd.agents["1001"].extension == "ext:8002"
