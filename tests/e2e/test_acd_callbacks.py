@@ -6,8 +6,10 @@ the confirmation beeps and is released; an agent becomes ready, their phone ring
 answered, the customer's number is dialled on the CO trunk and the far side answers (a
 polarity reversal, cardd's answer_on_polarity): only then is the callback completed. A
 customer who is busy: the attempt counts as failed, the entry comes back after
-callback_retry_s, and with no attempts left it is given up. A caller overflowing to
-voicemail hears the beep, speaks, keys '#', and the queue log holds the message's WAV.
+callback_retry_s, and with no attempts left it is given up. A customer who never answers
+(a PRI exchange that rings for ever): the attempt fails at callback_dial_timeout_s and,
+with no retries, is given up at once. A caller overflowing to voicemail hears the beep,
+speaks, keys '#', and the queue log holds the message's WAV.
 """
 import os
 import time
@@ -15,15 +17,18 @@ import time
 import pytest
 
 from drivers.media.audiofile import read_8k_mono
-from tests.e2e.acd_stack import (ADMIN, WATCHER, AcdStack, agents_toml, cardd_toml, metrics,
-                                 queue_log, route, running, story, trunk_group, until)
+from tests.e2e.acd_stack import (ADMIN, PRI_SPAN, WATCHER, AcdStack, agents_toml, cardd_toml,
+                                 metrics, queue_log, route, running, story, trunk_group, until)
 from tests.e2e.stack import CTID_SECURE_HEAD, tone_dbm0, wait
 
 # Line 5 (group co, 12345) takes the hotline's callers and dials its callbacks; line 6
-# (group co2, 12347) reaches the voicemail queue.
+# (group co2, 12347) reaches the voicemail queue; the PRI span (group pri) brings callers
+# dialling 12348 to the courtesy queue and dials its callbacks.
 CTID_TOML = (CTID_SECURE_HEAD + trunk_group("co", "node1/5", "12345")
              + trunk_group("co2", "node1/6", "12347")
-             + route("12345", "queue:hotline", "trunk") + route("12347", "queue:vm", "trunk") + """
+             + trunk_group("pri", ["node1/32-46", "node1/48-62"])
+             + route("12345", "queue:hotline", "trunk") + route("12347", "queue:vm", "trunk")
+             + route("12348", "queue:courtesy", "trunk") + """
 [acd]
 announce = "tones"
 figures_every_s = 1
@@ -41,6 +46,16 @@ callback_retries = 1
 callback_retry_s = 2
 
 [[queue]]
+name = "courtesy"
+members = ["1001"]
+wrapup_s = 1
+announce = false
+callback_key = "1"
+callback_trunk = "pri"
+callback_retries = 0
+callback_dial_timeout_s = 3
+
+[[queue]]
 name = "vm"
 members = ["1002"]
 announce = false
@@ -55,10 +70,10 @@ VM_LINE = 6
 class CallbackStack(AcdStack):
     def __init__(self, d):
         # a callback is answered at the far side's polarity reversal, not at dialling's end
-        super().__init__(d, CTID_TOML, CLIENTS, cardd_toml(answer_on_polarity=True))
+        super().__init__(d, CTID_TOML, CLIENTS, cardd_toml(pri=True, answer_on_polarity=True))
 
-    def figures(self):
-        s = self.agent("admin", "", "status", device="queue:hotline").status
+    def figures(self, queue="hotline"):
+        s = self.agent("admin", "", "status", device=f"queue:{queue}").status
         return tuple(int(s[f"callbacks_{k}"]) for k in
                      ("requested", "completed", "failed", "abandoned", "pending"))
 
@@ -72,7 +87,7 @@ class CallbackStack(AcdStack):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     with running(CallbackStack(str(tmp_path_factory.mktemp("acd-callbacks-e2e"))),
-                 answering=(1, 2, 3, 4)) as s:     # agents answer 0.5 s into the first ring
+                 answering=(1, 2, 3, 4), pri=True) as s:   # agents answer 0.5 s into the first ring
         s.agent("admin", "1001", "login", device="ext:8001", reason="not_ready")
         yield s
 
@@ -199,3 +214,44 @@ def test_a_caller_overflowing_to_voicemail_leaves_a_message_in_a_wav_file(stack)
     assert 1.8 <= seconds <= 4.5, seconds            # the 2 s spoken, not the beep or '#'
     assert abs(seconds - data["duration_s"]) < 0.3, (seconds, data["duration_s"])
     assert tone_dbm0(pcm, 600.0, rate) > -20.0       # what the caller said is in it
+
+
+def test_a_customer_who_never_answers_fails_at_the_dial_timeout_and_is_given_up(stack):
+    caller, channel = "13944445555", 39
+    # the exchange rings the customer for ever: alerting, never a CONNECT
+    stack.sim("pri", span=PRI_SPAN, action="plan", args={"number": caller, "answer": False})
+    stack.agent("admin", "1001", "not_ready")
+    mark = stack.mark()
+    stack.pri_call(channel, "12348", caller)
+    queued = until(stack, mark, "Queued", device="queue:courtesy", limit=20)
+    entry = queued.call_id
+    wait(lambda: stack.sim("pri", span=PRI_SPAN, action="_check_connected"),
+         "the caller's call answered by the queue", stack)
+    stack.sim("pri", span=PRI_SPAN, action="dtmf", args={"channel": channel, "digits": "1"})
+    until(stack, mark, "CallbackRegistered", call_id=entry)
+    until(stack, mark, "CallCleared", call_id=entry, what="the caller released")
+    assert stack.figures("courtesy") == (1, 0, 0, 0, 1)
+
+    stack.agent("admin", "1001", "ready")
+    back = until(stack, mark, "Delivered", device="ext:8001").call_id
+    until(stack, mark, "Originated", call_id=back, what="the customer's number dialled")
+    cleared = until(stack, mark, "CallCleared", call_id=back, limit=15,
+                    what="the unanswered attempt given up at the dial timeout")
+    stack.do(1, "on_hook")                           # the agent hears it drop and hangs up
+    legs = [(e.name, e.device) for e in stack.watch.since(mark)
+            if e.call_id == back and e.device.startswith("trunk:")]
+    assert [n for n, _ in legs].count("Delivered") == 1     # the customer's phone rang...
+    assert "Established" not in [n for n, _ in legs]          # ...and was never answered
+    assert stack.figures("courtesy") == (1, 0, 1, 1, 0)   # failed once, given up, never completed
+
+    def logged():
+        failed = [r for r in queue_log(stack, "CALLBACK_FAILED") if r["call"] == entry]
+        gone = [r for r in queue_log(stack, "CALLBACK_ABANDONED") if r["call"] == entry]
+        return failed and gone and (failed, gone)
+    failed, gone = wait(logged, "CALLBACK_FAILED and CALLBACK_ABANDONED in the queue log", stack)
+    assert [(r["data"]["attempt"], r["data"]["reason"]) for r in failed] == [(1, "no answer in 3 s")]
+    assert gone[0]["data"]["attempts"] == 1 and gone[0]["time"] >= failed[0]["time"]
+    assert not [r for r in queue_log(stack, "CALLBACK_RETRY") if r["call"] == entry]
+    # the agent: after-call work once the attempt is over, then ready for the next call
+    acw = until(stack, mark, "AgentWorkingAfterCall", agent="1001")
+    until(stack, acw.seq, "AgentReady", agent="1001", what="1001 ready after the wrap-up")
