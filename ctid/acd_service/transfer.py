@@ -75,9 +75,16 @@ class Transfers:
                 svc._apply(model, out, svc.acd.call_ended(call.id, now), now)
             svc.enqueue(model, out, call, model.devices[st.caller], queue, now,
                         svc._priority(call))
+            new = svc.calls.get(call.id)
+            if new is not None and new.caller == st.caller:
+                new.playing += st.playing       # the stopped music's late PromptDone (below)
             return
         st.queue, st.agent, st.agent_device = queue, "", ""
-        st.playing, st.music = 0, False     # the caller's media was stopped on answer
+        # The music stopped on answer may not have reported done yet (its PromptDone can
+        # come after a quick transfer): st.playing keeps counting it. Reset, that late
+        # PromptDone would end the count early and restart the music, whose replacement's
+        # PromptDone would restart it again: the caller hears the first blocks, on a loop.
+        st.music = False
         call.data["queue"] = queue
         svc._queue_up(model, out, call, st, acts, now)
 
@@ -112,7 +119,9 @@ class Transfers:
             mine.caller = call.calling          # sticky agents and callbacks: the caller's
         data["caller"] = call.calling if call is not None else ""
         svc.acd.log.append(now, st.queue, st.call_id, st.agent, "TRANSFER_IN", data)
-        st.playing = 0                          # the music was the consulting agent's
+        # The music counted so far played on the consulting agent's phone; the caller's own
+        # prompts not yet reported done (stopped on answer) report on this call from now on.
+        st.playing = prev.playing if prev is not None and prev.caller == st.caller else 0
         if not st.agent and st.music:
             svc._play_music(model, out, st)
 

@@ -148,6 +148,7 @@ def test_a_transfer_while_the_consultation_waits_gives_the_caller_its_place(tmp_
     first = first.events[0].call_id                        # waits in backup
     c1 = b.incoming(2, "13800138000")
     b.answer(3, 1)
+    b.ev(3.02, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     c2 = consult(b, 10, c1, "12346")                       # a number routed to the queue
     b.ev(11, 3, off_hook=cardd_pb2.OffHook())              # a later caller, from 8003
     for i, digit in enumerate("12346"):

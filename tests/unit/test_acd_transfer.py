@@ -36,6 +36,7 @@ def test_an_agent_transfers_an_acd_call_to_another_queue(tmp_path):
     call = b.incoming(2, "13800138000")
     b.request(2.5, set_user_data=cti_pb2.SetUserData(call_id=call, data={"account": "A-77"}))
     b.answer(3, 1)                                         # 1001 takes it in hotline
+    b.ev(3.02, 5, prompt_done=cardd_pb2.PromptDone(interrupted=True))   # the music, stopped
     assert b.svc.acd.agents["1001"].state == "busy"
 
     out = transfer(b, 30, call, "ext:8001", "queue:billing")
