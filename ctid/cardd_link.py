@@ -406,7 +406,9 @@ def failure_event(cmd: cardd_pb2.Command, error: str) -> cardd_pb2.ChannelEvent 
     if cmd.WhichOneof("kind") == "play_prompt":
         # A prompt cardd refused (a missing file, a channel gone) has ended, interrupted:
         # whoever waits for its end (the IVR) goes on instead of waiting forever.
-        return _event(cmd.channel, prompt_done=cardd_pb2.PromptDone(interrupted=True))
+        # It echoes the prompt's id, as cardd's own PromptDone does.
+        return _event(cmd.channel, prompt_done=cardd_pb2.PromptDone(interrupted=True,
+                                                                    id=cmd.play_prompt.id))
     if cmd.WhichOneof("kind") == "record":
         # A recording cardd refused (a bad path, no call) is over, failed: the IVR goes on.
         return _event(cmd.channel, record_done=cardd_pb2.RecordDone(

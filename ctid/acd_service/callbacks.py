@@ -93,11 +93,11 @@ class Callbacks:
                 and call.connection(caller.id).state != ConnState.NULL:
             model.command(out, caller, stop_media=cardd_pb2.StopMedia())
             files = self._confirmation()
+            st.prompt = 0
             if files:
-                model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
-                # the music just stopped still reports its PromptDone (interrupted): the
-                # last PromptDone, the confirmation's, ends the call
-                st.playing += 1
+                # the confirmation's PromptDone (its id) ends the call; the music's, stopped,
+                # is stale
+                svc._play(model, out, st, files)
                 st.hangup_at = now + GOODBYE_LIMIT_S
                 return
         st.hangup_at = now

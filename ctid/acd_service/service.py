@@ -12,7 +12,9 @@ clamped so that it never goes backwards for the ACD).
 
 A call routed to a queue:
   caller's line answered (trunks), connection queue:NAME QUEUED, Queued event, music on
-  hold (looped: restarted at each PromptDone), position/wait announcements over it;
+  hold (looped: restarted at the PromptDone of the prompt playing; each PlayPrompt has an
+  id that cardd echoes, and a PromptDone of any other prompt, stopped or replaced, is
+  stale), position/wait announcements over it;
   OfferCall -> the agent's extension rings with the caller's number (Delivered, with the
   call's attached data and the agent); answered -> the model bridges, the queue
   connection ends, the agent is busy; ring no answer (ACD timer, or the ring failed) ->
@@ -46,6 +48,7 @@ import dataclasses
 import logging
 import math
 import os
+import random
 
 from ctid.acd import (Acd, AcdConfig, AcdError, AgentStateChanged, AgentStateCorrected,
                       Announce, CallbackDue, CallbackRegistered, CallQueued, CancelOffer,
@@ -75,6 +78,7 @@ CAUSE_NON_SELECTED = 26          # Q.850: another agent took the call (ring all)
 CAUSE_UNALLOCATED = 1
 GOODBYE_TONE_S = 4.0             # busy tone before the line is cleared (no speech)
 GOODBYE_LIMIT_S = 30.0           # a goodbye prompt never reported done: clear anyway
+PROMPT_IDS = 2 ** 32              # PlayPrompt.id is a uint32; 0 means "no id"
 VOICEMAIL_MAX_S = 120.0          # longest message a queue's voicemail records
 VOICEMAIL_SILENCE_S = 5.0        # silence that ends a message
 RECORD_LIMIT_S = VOICEMAIL_MAX_S + 15.0   # no RecordDone by then: clear anyway
@@ -93,14 +97,14 @@ class QueuedCall:
     queue: str
     answering: bool = False      # we answered the caller's line: its Answered is ours
     music: bool = False          # music wanted while the caller waits
-    playing: int = 0             # play_prompt commands not yet reported done
+    prompt: int = 0              # the id of the prompt playing, whose PromptDone we wait for
+    looping: bool = False        # that prompt is the music (not an announcement, a goodbye)
     agent: str = ""              # the agent the call is connected (or transferred) to
     agent_device: str = ""
     leaving: bool = False        # overflowed out of the ACD: goodbye, then the line clears
     hangup_at: float | None = None
     recording: str = ""          # the voicemail mailbox being recorded to
     callback: bool = False       # released with a callback entry kept in the ACD
-    resumed: bool = False        # filed again after a ctid restart: the old prompt may end
 
 
 @dataclasses.dataclass
@@ -151,6 +155,9 @@ class AcdService:
         # step (no cardd behind, as in tests). The ACD starts once its nodes are in step.
         self.in_step = None
         self._waiting_since: float | None = None
+        # PlayPrompt ids, echoed in PromptDone. A random start: a prompt cardd still plays
+        # from before a ctid restart does not share its id with ours.
+        self._prompt_id = random.SystemRandom().randrange(1, PROMPT_IDS)
 
     # ---- set-up ---------------------------------------------------------------------------
     @classmethod
@@ -304,13 +311,18 @@ class AcdService:
                 return True
             return False
         if kind == "prompt_done":
-            if st.resumed:              # the prompt cardd played before ctid's restart,
-                st.resumed = False      # replaced by the music restarted since: not ours
-                if event.prompt_done.interrupted and st.playing == 1:
-                    return True
-            st.playing = max(0, st.playing - 1)
-            if st.playing == 0:
-                self._prompts_over(model, out, st, self._now(now))
+            done = event.prompt_done
+            if not self._current_prompt(st, done):
+                return True             # stale: stopped music, a replaced prompt, an old one
+            st.prompt = 0
+            if done.interrupted and st.looping:
+                # The music ended without being replaced: cardd refused it or could not
+                # play its file. Restarting it would fail again, at once (a loop): it comes
+                # back after the next announcement.
+                log.warning("call %s: the prompt on %s failed; music on hold paused",
+                            st.call_id, device.id)
+                return True
+            self._prompts_over(model, out, st, self._now(now))
             return True
         if not st.agent and not st.leaving:   # the caller leaves before an agent answered
             call = model.calls.get(st.call_id)
@@ -436,7 +448,7 @@ class AcdService:
             conn = call.connection(dev.id)
             if live != [dev.id] or conn.state != ConnState.CONNECTED:
                 return None             # the line is on some other call now
-            found[call.id] = QueuedCall(call.id, dev.id, entry["queue"], resumed=True)
+            found[call.id] = QueuedCall(call.id, dev.id, entry["queue"])
             call.data.update({str(k): str(v) for k, v in (entry.get("data") or {}).items()})
             call.data["queue"] = entry["queue"]
             if dev.type == DeviceType.TRUNK:
@@ -562,7 +574,7 @@ class AcdService:
         if a.on:
             if not st.music:
                 st.music = True
-                if st.playing == 0:
+                if not st.prompt:
                     self._play_music(model, out, st)
             return
         st.music = False
@@ -573,21 +585,39 @@ class AcdService:
         if call is not None and caller is not None and call.connection(caller.id) is not None \
                 and call.connection(caller.id).state != ConnState.NULL:
             model.command(out, caller, stop_media=cardd_pb2.StopMedia())
+            st.prompt = 0                       # its PromptDone is stale now
 
     def _play_music(self, model, out, st: QueuedCall) -> None:
         if self.audio is not None:
             files = self.audio.music()
-            if files:
-                self._play(model, out, st, files)
+            if files and self._play(model, out, st, files):
+                st.looping = True
 
-    def _play(self, model, out, st: QueuedCall, files: list[str]) -> None:
+    def _play(self, model, out, st: QueuedCall, files: list[str]) -> bool:
         caller = model.devices.get(st.caller)
         if caller is None or not files:
-            return
-        model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files))
-        st.playing += 1
-        log.debug("call %s: playing %s on %s (%d pending)", st.call_id,
-                  ", ".join(os.path.basename(f) for f in files), caller.id, st.playing)
+            return False
+        st.prompt = self._next_prompt_id()      # what played before reports stale
+        st.looping = False
+        model.command(out, caller, play_prompt=cardd_pb2.PlayPrompt(files=files, id=st.prompt))
+        log.debug("call %s: playing %s on %s (prompt %d)", st.call_id,
+                  ", ".join(os.path.basename(f) for f in files), caller.id, st.prompt)
+        return True
+
+    def _next_prompt_id(self) -> int:
+        self._prompt_id = self._prompt_id % (PROMPT_IDS - 1) + 1    # 1..2**32-1; 0 is "none"
+        return self._prompt_id
+
+    @staticmethod
+    def _current_prompt(st: QueuedCall, done) -> bool:
+        """Whether a PromptDone ends the prompt `st` waits for. cardd echoes the PlayPrompt's
+        id; a PromptDone without one (a cardd that does not echo ids) ends it only when
+        it played out: a stopped or replaced prompt reports interrupted."""
+        if not st.prompt:
+            return False
+        if done.id:
+            return done.id == st.prompt
+        return not done.interrupted
 
     def _prompts_over(self, model, out, st: QueuedCall, now: float) -> None:
         call = model.calls.get(st.call_id)
@@ -656,6 +686,7 @@ class AcdService:
         call.outcome = "timed_out" if a.reason == "max_wait" else "overflowed"
         st.leaving, st.recording, st.music = True, mailbox, False
         model.command(out, caller, stop_media=cardd_pb2.StopMedia())
+        st.prompt = 0                           # the RecordDone ends the call, no prompt
         model.command(out, caller, record=cardd_pb2.Record(
             path=voicemail_path(mailbox, call.id, now), max_s=VOICEMAIL_MAX_S,
             silence_s=VOICEMAIL_SILENCE_S, beep=True))

@@ -75,15 +75,12 @@ class Transfers:
                 svc._apply(model, out, svc.acd.call_ended(call.id, now), now)
             svc.enqueue(model, out, call, model.devices[st.caller], queue, now,
                         svc._priority(call))
-            new = svc.calls.get(call.id)
-            if new is not None and new.caller == st.caller:
-                new.playing += st.playing       # the stopped music's late PromptDone (below)
             return
         st.queue, st.agent, st.agent_device = queue, "", ""
-        # The music stopped on answer may not have reported done yet (its PromptDone can
-        # come after a quick transfer): st.playing keeps counting it. Reset, that late
-        # PromptDone would end the count early and restart the music, whose replacement's
-        # PromptDone would restart it again: the caller hears the first blocks, on a loop.
+        # The music stopped on answer may report done after a quick transfer: its id is not
+        # the new queue's music's, so that late PromptDone is stale (taken for the new
+        # music's end, it would restart it, and each restart's replacement again: the caller
+        # would hear the first blocks, on a loop).
         st.music = False
         call.data["queue"] = queue
         svc._queue_up(model, out, call, st, acts, now)
@@ -119,9 +116,9 @@ class Transfers:
             mine.caller = call.calling          # sticky agents and callbacks: the caller's
         data["caller"] = call.calling if call is not None else ""
         svc.acd.log.append(now, st.queue, st.call_id, st.agent, "TRANSFER_IN", data)
-        # The music counted so far played on the consulting agent's phone; the caller's own
-        # prompts not yet reported done (stopped on answer) report on this call from now on.
-        st.playing = prev.playing if prev is not None and prev.caller == st.caller else 0
+        # The music so far played on the consulting agent's phone, and the caller's own
+        # (stopped on answer) has ended: whatever they report is stale; music starts anew.
+        st.prompt = 0
         if not st.agent and st.music:
             svc._play_music(model, out, st)
 

@@ -55,3 +55,10 @@ def check_flag(command: str, name: str, value) -> bool:
     if not isinstance(value, bool):
         raise SignalingError(f"{command}: {name} must be true or false, not {value!r}")
     return value
+
+
+def check_prompt_id(command: str, value) -> int:
+    """The application's prompt id (PlayPrompt.id, echoed in PromptDone): 0..2**32-1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 32:
+        raise SignalingError(f"{command}: id must be a whole number 0..4294967295, not {value!r}")
+    return value

@@ -93,6 +93,7 @@ class ToneDetected(CallEvent):
 class PromptDone(CallEvent):
     interrupted: bool = False
     digit: str = ""
+    id: int = 0          # the play_prompt command's id, echoed (0: it had none)
 
 
 @dataclasses.dataclass(frozen=True)

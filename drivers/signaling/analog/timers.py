@@ -23,12 +23,34 @@ from drivers.backends.base import HwEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog.config import DTMF_DIGITS, AnalogConfig, SignalingError
 from drivers.signaling.commands import check_args, check_files as _files, check_flag as _flag
+from drivers.signaling.commands import check_prompt_id as _prompt_id
 from drivers.signaling.commands import check_text as _text
 
 # Playback tags (the engine reports each finished playback as PlayDone(tag, interrupted)).
 PROMPT_TAG = "prompt"      # the application's prompts: PlayDone becomes PromptDone
 CALLERID_TAG = "callerid"  # a caller ID spill to a phone (FSK or DTMF)
 DIAL_TAG = "dial"          # the number dialled on an FXO line
+
+
+def prompt_tag(prompt_id: int) -> Any:
+    """The playback tag of a play_prompt command: PROMPT_TAG, with the command's id when it
+    has one, so that the PlayDone of that very prompt (played out, stopped, replaced,
+    barged in) names it."""
+    return (PROMPT_TAG, prompt_id) if prompt_id else PROMPT_TAG
+
+
+def prompt_done(event) -> list:
+    """[Emit(PromptDone)] for the PlayDone of an application prompt (echoing its id), else
+    [] (the line's own playbacks: caller ID, dialling)."""
+    tag = getattr(event, "tag", None)
+    if tag == PROMPT_TAG:
+        prompt_id = 0
+    elif isinstance(tag, tuple) and len(tag) == 2 and tag[0] == PROMPT_TAG:
+        prompt_id = tag[1]
+    else:
+        return []
+    return [ev.Emit(ev.PromptDone(interrupted=bool(getattr(event, "interrupted", False)),
+                                  digit=str(getattr(event, "digit", "") or ""), id=prompt_id))]
 
 
 def ms_to_ticks(ms: int, tick_ms: int) -> int:
@@ -107,7 +129,8 @@ COMMANDS: dict[str, dict[str, tuple[Any, Callable]]] = {
     "play_tone": {"tone": (..., lambda v: _text("play_tone", "tone", v, required=True))},
     "stop_media": {},
     "play_prompt": {"files": (..., lambda v: _files("play_prompt", v)),
-                    "barge_in": (False, lambda v: _flag("play_prompt", "barge_in", v))},
+                    "barge_in": (False, lambda v: _flag("play_prompt", "barge_in", v)),
+                    "id": (0, lambda v: _prompt_id("play_prompt", v))},
     "send_digits": {"digits": (..., lambda v: _dtmf("send_digits", "digits", v))},
     "status": {},
 }
@@ -239,10 +262,7 @@ class LineMachine:
         return [ev.Emit(ev.ToneDetected(tone=event.tone))]
 
     def _h_prompt_done(self, tick, event):
-        if getattr(event, "tag", None) != PROMPT_TAG:
-            return []
-        return [ev.Emit(ev.PromptDone(interrupted=bool(getattr(event, "interrupted", False)),
-                                      digit=str(getattr(event, "digit", "") or "")))]
+        return prompt_done(event)
 
     @staticmethod
     def _media_for(args: dict) -> ev.Media:
@@ -253,7 +273,7 @@ class LineMachine:
         if name == "stop_media":
             return ev.Media("stop")
         if name == "play_prompt":
-            return ev.Media("play_prompts", (args["files"], PROMPT_TAG, args["barge_in"]))
+            return ev.Media("play_prompts", (args["files"], prompt_tag(args["id"]), args["barge_in"]))
         if name == "send_digits":
             return ev.Media("send_dtmf", (args["digits"],))
         raise SignalingError(f"{name} is not a media command")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from drivers.native import libpri
 from drivers.signaling.analog.config import SignalingError
 from drivers.signaling.commands import check_args, check_files as _files, check_flag as _flag
+from drivers.signaling.commands import check_prompt_id as _prompt_id
 from drivers.signaling.commands import check_text as _text
 
 from . import causes
@@ -73,7 +74,8 @@ COMMANDS: dict[str, dict[str, tuple[Any, Callable]]] = {
     "play_tone": {"tone": (..., lambda v: _text("play_tone", "tone", v, required=True))},
     "stop_media": {},
     "play_prompt": {"files": (..., lambda v: _files("play_prompt", v)),
-                    "barge_in": (False, lambda v: _flag("play_prompt", "barge_in", v))},
+                    "barge_in": (False, lambda v: _flag("play_prompt", "barge_in", v)),
+                    "id": (0, lambda v: _prompt_id("play_prompt", v))},
     "send_digits": {"digits": (..., lambda v: _digits("send_digits", "digits", v,
                                                        DTMF_DIGITS, limit=64))},
     "reset_channel": {},

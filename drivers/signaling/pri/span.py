@@ -46,7 +46,7 @@ from drivers.native import libpri as L
 from drivers.signaling import events as ev
 from drivers.signaling import span_health as health
 from drivers.signaling.analog.config import SignalingError
-from drivers.signaling.analog.timers import PROMPT_TAG, Timers, media_input
+from drivers.signaling.analog.timers import Timers, media_input, prompt_done, prompt_tag
 
 from . import causes
 from .commands import check_command
@@ -452,7 +452,7 @@ class PriChannel:
             return [ev.Media("play_tone", (args["tone"],))]
         if name == "stop_media":
             return [ev.Media("stop")]
-        return [ev.Media("play_prompts", (args["files"], PROMPT_TAG, args["barge_in"]))]
+        return [ev.Media("play_prompts", (args["files"], prompt_tag(args["id"]), args["barge_in"]))]
 
     def _h_emit_digit(self, tick, event):
         duration = int(getattr(event, "duration", 0) or 0)
@@ -461,10 +461,7 @@ class PriChannel:
                                  start_sample=int(getattr(event, "start", 0) or 0)))]
 
     def _h_prompt_done(self, tick, event):
-        if getattr(event, "tag", None) != PROMPT_TAG:
-            return []
-        return [ev.Emit(ev.PromptDone(interrupted=bool(getattr(event, "interrupted", False)),
-                                      digit=str(getattr(event, "digit", "") or "")))]
+        return prompt_done(event)
 
     def _h_ignore(self, tick, data):
         return []

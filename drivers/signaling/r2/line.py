@@ -48,7 +48,7 @@ from typing import Callable
 from drivers.backends.base import HwEvent
 from drivers.signaling import events as ev
 from drivers.signaling.analog.config import SignalingError
-from drivers.signaling.analog.timers import PROMPT_TAG, Timers, check_command
+from drivers.signaling.analog.timers import Timers, check_command, prompt_done, prompt_tag
 
 from .trace import R2Trace
 from .variant import A_MEANINGS, B_MEANINGS, CAUSE_OF_MEANING, Variant
@@ -622,7 +622,7 @@ class R2Line:
         if name == "stop_media":
             return [ev.Media("stop")]
         if name == "play_prompt":
-            return [ev.Media("play_prompts", (args["files"], PROMPT_TAG, args["barge_in"]))]
+            return [ev.Media("play_prompts", (args["files"], prompt_tag(args["id"]), args["barge_in"]))]
         return [ev.Media("send_dtmf", (args["digits"],))]
 
     def _h_digit(self, tick, event):
@@ -631,10 +631,7 @@ class R2Line:
                                  start_sample=int(getattr(event, "start", 0) or 0)))]
 
     def _h_play_done(self, tick, event):
-        if getattr(event, "tag", None) != PROMPT_TAG:
-            return []
-        return [ev.Emit(ev.PromptDone(interrupted=bool(getattr(event, "interrupted", False)),
-                                      digit=str(getattr(event, "digit", "") or "")))]
+        return prompt_done(event)
 
     def _h_ignore(self, tick, data):
         return []
